@@ -1,0 +1,875 @@
+//! The hub: named streams, each with one publisher, a short ring of recent frames, and
+//! any number of viewers that read from the ring at their own pace.
+//!
+//! A published frame is stored once, already encoded as a WebSocket binary message, and
+//! every viewer writes those same bytes (`Bytes` clones share the buffer). A viewer more
+//! than its queue depth behind skips to the newest frame and counts the skipped ones as
+//! dropped, so a slow viewer never holds back the publisher or anyone else.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use serde::Serialize;
+use tokio::sync::watch;
+use vswa_protocol::control::EndReason;
+use vswa_protocol::{Codec, DecodeError, Flags, Frame, FrameHeader, StreamName, HEADER_LEN};
+
+use crate::ws;
+
+/// Limits the hub enforces.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Most streams (with a publisher or waiting viewers) at once.
+    pub max_streams: usize,
+    /// Most viewers (WebSocket plus MJPEG) on one stream.
+    pub max_viewers_per_stream: usize,
+    /// Most viewers on the whole relay.
+    pub max_viewers_total: usize,
+    /// Frames a viewer may be behind before it skips to the newest one.
+    pub viewer_queue: usize,
+    /// Largest accepted payload in bytes.
+    pub max_payload_len: u32,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            max_streams: 256,
+            max_viewers_per_stream: 4096,
+            max_viewers_total: 8192,
+            viewer_queue: 4,
+            max_payload_len: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why the hub refused something.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HubError {
+    /// The stream already has a publisher.
+    #[error("stream \"{0}\" already has a publisher")]
+    StreamBusy(String),
+    /// The relay has `max_streams` streams.
+    #[error("the relay already carries its limit of {0} streams")]
+    TooManyStreams(usize),
+    /// A viewer limit is reached.
+    #[error("viewer limit reached: {0}")]
+    TooManyViewers(String),
+    /// The relay is shutting down.
+    #[error("the relay is shutting down")]
+    ShuttingDown,
+}
+
+/// Why a published message was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameRejected {
+    /// Not a valid VSWA frame.
+    #[error("invalid frame: {0}")]
+    Invalid(#[from] DecodeError),
+    /// A JPEG frame whose payload is empty or does not start with the SOI marker.
+    #[error("invalid frame: payload is not a JPEG picture (must start with FF D8)")]
+    NotJpeg,
+}
+
+impl FrameRejected {
+    /// The control-message error code for this rejection.
+    pub fn code(&self) -> vswa_protocol::ErrorCode {
+        match self {
+            FrameRejected::Invalid(DecodeError::PayloadTooLarge { .. }) => {
+                vswa_protocol::ErrorCode::FrameTooLarge
+            }
+            _ => vswa_protocol::ErrorCode::InvalidFrame,
+        }
+    }
+}
+
+/// A frame as the hub stores it: the WebSocket message bytes, ready to write to every
+/// viewer, and the decoded frame whose payload is a slice of the same buffer.
+#[derive(Debug)]
+pub struct OutFrame {
+    /// The complete WebSocket binary message (header + VSWA frame).
+    pub ws: Bytes,
+    /// The frame; its payload shares `ws`'s buffer.
+    pub frame: Frame,
+}
+
+/// One entry of a stream's ring.
+#[derive(Debug, Clone)]
+pub enum Item {
+    /// A frame.
+    Frame(Arc<OutFrame>),
+    /// The publisher left or the relay is shutting down.
+    End(EndReason),
+}
+
+/// What kind of viewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ViewerKind {
+    /// A WebSocket viewer.
+    Ws,
+    /// An MJPEG-over-HTTP client.
+    Mjpeg,
+}
+
+/// Counters of one viewer.
+#[derive(Debug)]
+pub struct ViewerStats {
+    id: u64,
+    kind: ViewerKind,
+    addr: Option<SocketAddr>,
+    since: SystemTime,
+    sent: AtomicU64,
+    dropped: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl ViewerStats {
+    /// Records a frame written to this viewer.
+    pub fn record_sent(&self, bytes: usize) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Frames this viewer skipped.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug)]
+struct PublisherInfo {
+    id: u64,
+    addr: Option<SocketAddr>,
+    since: SystemTime,
+}
+
+#[derive(Debug)]
+struct Ring {
+    items: VecDeque<(u64, Item)>,
+    /// Index the next pushed item gets; items are numbered from 1.
+    next_idx: u64,
+    latest_frame: Option<Arc<OutFrame>>,
+    publisher: Option<PublisherInfo>,
+    /// Arrival times and sizes of recent frames, for fps and bitrate.
+    recent: VecDeque<(Instant, usize)>,
+}
+
+/// Shared state of one stream.
+#[derive(Debug)]
+pub struct Stream {
+    name: StreamName,
+    ring: Mutex<Ring>,
+    newest: watch::Sender<u64>,
+    viewer_count: watch::Sender<u32>,
+    viewers: Mutex<HashMap<u64, Arc<ViewerStats>>>,
+    frames_in: AtomicU64,
+    bytes_in: AtomicU64,
+    created: SystemTime,
+}
+
+const RATE_WINDOW: Duration = Duration::from_secs(2);
+
+impl Stream {
+    fn new(name: StreamName) -> Stream {
+        Stream {
+            name,
+            ring: Mutex::new(Ring {
+                items: VecDeque::new(),
+                next_idx: 1,
+                latest_frame: None,
+                publisher: None,
+                recent: VecDeque::new(),
+            }),
+            newest: watch::Sender::new(0),
+            viewer_count: watch::Sender::new(0),
+            viewers: Mutex::new(HashMap::new()),
+            frames_in: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            created: SystemTime::now(),
+        }
+    }
+
+    /// The stream's name.
+    pub fn name(&self) -> &StreamName {
+        &self.name
+    }
+
+    /// The newest frame, if the stream has a publisher and it has sent one.
+    pub fn latest_frame(&self) -> Option<Arc<OutFrame>> {
+        lock(&self.ring).latest_frame.clone()
+    }
+
+    /// Whether a publisher is connected.
+    pub fn is_live(&self) -> bool {
+        lock(&self.ring).publisher.is_some()
+    }
+
+    fn push(&self, item: Item, keep: usize) -> u64 {
+        let idx = {
+            let mut ring = lock(&self.ring);
+            let idx = ring.next_idx;
+            ring.next_idx += 1;
+            match &item {
+                Item::Frame(f) => ring.latest_frame = Some(f.clone()),
+                Item::End(_) => ring.latest_frame = None,
+            }
+            ring.items.push_back((idx, item));
+            while ring.items.len() > keep {
+                ring.items.pop_front();
+            }
+            idx
+        };
+        self.newest.send_replace(idx);
+        idx
+    }
+
+    fn viewer_total(&self) -> usize {
+        lock(&self.viewers).len()
+    }
+
+    /// A snapshot of the stream's statistics.
+    pub fn info(&self) -> StreamInfo {
+        let (publisher, width, height, last_sequence, fps, kbps) = {
+            let mut ring = lock(&self.ring);
+            let now = Instant::now();
+            while ring
+                .recent
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+            {
+                ring.recent.pop_front();
+            }
+            let (fps, kbps) = rate(&ring.recent, now);
+            let header = ring.latest_frame.as_ref().map(|f| *f.frame.header());
+            (
+                ring.publisher.as_ref().map(|p| PublisherView {
+                    addr: p.addr.map(|a| a.to_string()),
+                    connected_unix_ms: unix_ms(p.since),
+                }),
+                header.map_or(0, |h| h.width),
+                header.map_or(0, |h| h.height),
+                header.map(|h| h.sequence),
+                fps,
+                kbps,
+            )
+        };
+        let mut viewers: Vec<ViewerView> = lock(&self.viewers)
+            .values()
+            .map(|v| ViewerView {
+                id: v.id,
+                kind: v.kind,
+                addr: v.addr.map(|a| a.to_string()),
+                connected_unix_ms: unix_ms(v.since),
+                frames_sent: v.sent.load(Ordering::Relaxed),
+                bytes_sent: v.bytes.load(Ordering::Relaxed),
+                dropped: v.dropped.load(Ordering::Relaxed),
+            })
+            .collect();
+        viewers.sort_by_key(|v| v.id);
+        StreamInfo {
+            name: self.name.to_string(),
+            live: publisher.is_some(),
+            publisher,
+            width,
+            height,
+            fps,
+            bitrate_kbps: kbps,
+            frames: self.frames_in.load(Ordering::Relaxed),
+            bytes: self.bytes_in.load(Ordering::Relaxed),
+            last_sequence,
+            viewers: viewers.len(),
+            created_unix_ms: unix_ms(self.created),
+            viewer_details: viewers,
+        }
+    }
+}
+
+/// Frames per second and kbit/s over the arrival window.
+fn rate(recent: &VecDeque<(Instant, usize)>, now: Instant) -> (f64, f64) {
+    let Some((first, _)) = recent.front() else {
+        return (0.0, 0.0);
+    };
+    let span = now.duration_since(*first).as_secs_f64().max(0.25);
+    let n = recent.len() as f64;
+    let bytes: usize = recent.iter().map(|(_, b)| b).sum();
+    let round = |x: f64| (x * 10.0).round() / 10.0;
+    (round(n / span), round(bytes as f64 * 8.0 / 1000.0 / span))
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these short locks leaves consistent data; keep serving.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// JSON statistics of a stream (`/api/streams`).
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamInfo {
+    /// Stream name.
+    pub name: String,
+    /// Whether a publisher is connected.
+    pub live: bool,
+    /// The publisher, if connected.
+    pub publisher: Option<PublisherView>,
+    /// Width of the newest frame.
+    pub width: u16,
+    /// Height of the newest frame.
+    pub height: u16,
+    /// Frames per second coming in (last two seconds).
+    pub fps: f64,
+    /// Incoming bitrate in kbit/s (last two seconds).
+    pub bitrate_kbps: f64,
+    /// Frames received since the stream was created.
+    pub frames: u64,
+    /// Payload bytes received since the stream was created.
+    pub bytes: u64,
+    /// Sequence number of the newest frame.
+    pub last_sequence: Option<u64>,
+    /// Connected viewers.
+    pub viewers: usize,
+    /// When the stream was created.
+    pub created_unix_ms: u64,
+    /// Each viewer's counters.
+    pub viewer_details: Vec<ViewerView>,
+}
+
+/// JSON view of a publisher.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublisherView {
+    /// Remote address.
+    pub addr: Option<String>,
+    /// When it connected.
+    pub connected_unix_ms: u64,
+}
+
+/// JSON view of a viewer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ViewerView {
+    /// Viewer id, unique in this relay process.
+    pub id: u64,
+    /// WebSocket or MJPEG.
+    pub kind: ViewerKind,
+    /// Remote address.
+    pub addr: Option<String>,
+    /// When it connected.
+    pub connected_unix_ms: u64,
+    /// Frames written to it.
+    pub frames_sent: u64,
+    /// Bytes written to it.
+    pub bytes_sent: u64,
+    /// Frames it skipped because it read too slowly.
+    pub dropped: u64,
+}
+
+#[derive(Debug)]
+struct HubInner {
+    config: HubConfig,
+    streams: Mutex<HashMap<StreamName, Arc<Stream>>>,
+    total_viewers: AtomicUsize,
+    next_id: AtomicU64,
+    shutting_down: AtomicBool,
+}
+
+/// The set of named streams. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new(config: HubConfig) -> Hub {
+        Hub {
+            inner: Arc::new(HubInner {
+                config,
+                streams: Mutex::new(HashMap::new()),
+                total_viewers: AtomicUsize::new(0),
+                next_id: AtomicU64::new(1),
+                shutting_down: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// A stream, if it exists.
+    pub fn stream(&self, name: &StreamName) -> Option<Arc<Stream>> {
+        lock(&self.inner.streams).get(name).cloned()
+    }
+
+    /// Statistics of every stream, sorted by name.
+    pub fn streams(&self) -> Vec<StreamInfo> {
+        let streams: Vec<Arc<Stream>> = lock(&self.inner.streams).values().cloned().collect();
+        let mut out: Vec<StreamInfo> = streams.iter().map(|s| s.info()).collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Viewers connected to the whole hub.
+    pub fn total_viewers(&self) -> usize {
+        self.inner.total_viewers.load(Ordering::Relaxed)
+    }
+
+    fn get_or_create(&self, name: &StreamName) -> Result<Arc<Stream>, HubError> {
+        if self.inner.shutting_down.load(Ordering::Relaxed) {
+            return Err(HubError::ShuttingDown);
+        }
+        let mut streams = lock(&self.inner.streams);
+        if let Some(s) = streams.get(name) {
+            return Ok(s.clone());
+        }
+        if streams.len() >= self.inner.config.max_streams {
+            return Err(HubError::TooManyStreams(self.inner.config.max_streams));
+        }
+        let stream = Arc::new(Stream::new(name.clone()));
+        streams.insert(name.clone(), stream.clone());
+        metrics::gauge!("vswa_streams").set(streams.len() as f64);
+        Ok(stream)
+    }
+
+    /// Removes a stream that has neither publisher nor viewers.
+    fn release(&self, stream: &Arc<Stream>) {
+        let mut streams = lock(&self.inner.streams);
+        if stream.viewer_total() == 0 && !stream.is_live() {
+            if let Some(existing) = streams.get(&stream.name) {
+                if Arc::ptr_eq(existing, stream) {
+                    streams.remove(&stream.name);
+                    metrics::gauge!("vswa_streams").set(streams.len() as f64);
+                }
+            }
+        }
+    }
+
+    /// Claims the publisher slot of `name`.
+    pub fn publish(&self, name: &StreamName, addr: Option<SocketAddr>) -> Result<PublisherHandle, HubError> {
+        let stream = self.get_or_create(name)?;
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut ring = lock(&stream.ring);
+            if ring.publisher.is_some() {
+                drop(ring);
+                self.release(&stream);
+                return Err(HubError::StreamBusy(name.to_string()));
+            }
+            ring.publisher = Some(PublisherInfo {
+                id,
+                addr,
+                since: SystemTime::now(),
+            });
+        }
+        metrics::gauge!("vswa_publishers").increment(1.0);
+        tracing::info!(stream = %name, ?addr, "publisher connected");
+        Ok(PublisherHandle {
+            hub: self.clone(),
+            stream,
+            id,
+        })
+    }
+
+    /// Adds a viewer to `name` (creating the stream if a publisher has not come yet).
+    pub fn watch(
+        &self,
+        name: &StreamName,
+        kind: ViewerKind,
+        addr: Option<SocketAddr>,
+    ) -> Result<ViewerHandle, HubError> {
+        let config = &self.inner.config;
+        let stream = self.get_or_create(name)?;
+        let total = self.inner.total_viewers.fetch_add(1, Ordering::Relaxed) + 1;
+        let refuse = |msg: String| {
+            self.inner.total_viewers.fetch_sub(1, Ordering::Relaxed);
+            self.release(&stream);
+            Err(HubError::TooManyViewers(msg))
+        };
+        if total > config.max_viewers_total {
+            return refuse(format!("the relay allows {} viewers in all", config.max_viewers_total));
+        }
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let stats = Arc::new(ViewerStats {
+            id,
+            kind,
+            addr,
+            since: SystemTime::now(),
+            sent: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        });
+        let count = {
+            let mut viewers = lock(&stream.viewers);
+            if viewers.len() >= config.max_viewers_per_stream {
+                drop(viewers);
+                return refuse(format!(
+                    "stream \"{name}\" allows {} viewers",
+                    config.max_viewers_per_stream
+                ));
+            }
+            viewers.insert(id, stats.clone());
+            viewers.len()
+        };
+        stream.viewer_count.send_replace(count as u32);
+        metrics::gauge!("vswa_viewers").increment(1.0);
+        // Start at the newest frame, so a new viewer gets a picture at once.
+        let next = {
+            let ring = lock(&stream.ring);
+            match ring.items.back() {
+                Some((idx, Item::Frame(_))) => *idx,
+                _ => ring.next_idx,
+            }
+        };
+        let newest = stream.newest.subscribe();
+        Ok(ViewerHandle {
+            hub: self.clone(),
+            stream,
+            stats,
+            next,
+            newest,
+            queue: config.viewer_queue.max(1),
+        })
+    }
+
+    /// Ends every stream (viewers get `end` with reason `shutdown`) and refuses new ones.
+    pub fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::Relaxed);
+        let streams: Vec<Arc<Stream>> = lock(&self.inner.streams).values().cloned().collect();
+        for stream in streams {
+            stream.push(Item::End(EndReason::Shutdown), self.ring_len());
+        }
+    }
+
+    /// Whether [`Hub::shutdown`] was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::Relaxed)
+    }
+
+    fn ring_len(&self) -> usize {
+        self.inner.config.viewer_queue.max(1) + 1
+    }
+}
+
+/// The publisher slot of a stream; dropping it ends the stream for its viewers.
+#[derive(Debug)]
+pub struct PublisherHandle {
+    hub: Hub,
+    stream: Arc<Stream>,
+    id: u64,
+}
+
+impl PublisherHandle {
+    /// The stream.
+    pub fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+
+    /// Watches the number of viewers.
+    pub fn viewer_count(&self) -> watch::Receiver<u32> {
+        self.stream.viewer_count.subscribe()
+    }
+
+    /// Validates one received WebSocket message as a frame and hands it to every viewer.
+    pub fn publish(&self, msg: Bytes) -> Result<Arc<OutFrame>, FrameRejected> {
+        let out = Arc::new(prepare(&msg, self.hub.inner.config.max_payload_len)?);
+        self.publish_prepared(out.clone());
+        Ok(out)
+    }
+
+    /// Hands an already validated frame to every viewer.
+    pub fn publish_frame(&self, frame: &Frame) -> Arc<OutFrame> {
+        let out = Arc::new(prepare_frame(frame));
+        self.publish_prepared(out.clone());
+        out
+    }
+
+    fn publish_prepared(&self, out: Arc<OutFrame>) {
+        let len = out.frame.payload().len();
+        self.stream.frames_in.fetch_add(1, Ordering::Relaxed);
+        self.stream.bytes_in.fetch_add(len as u64, Ordering::Relaxed);
+        {
+            let mut ring = lock(&self.stream.ring);
+            let now = Instant::now();
+            ring.recent.push_back((now, len));
+            while ring
+                .recent
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+            {
+                ring.recent.pop_front();
+            }
+        }
+        let end = out.frame.header().flags.contains(Flags::END_OF_STREAM);
+        metrics::counter!("vswa_frames_in_total").increment(1);
+        metrics::counter!("vswa_bytes_in_total").increment(len as u64);
+        self.stream.push(Item::Frame(out), self.hub.ring_len());
+        if end {
+            self.stream
+                .push(Item::End(EndReason::PublisherLeft), self.hub.ring_len());
+        }
+    }
+}
+
+impl Drop for PublisherHandle {
+    fn drop(&mut self) {
+        {
+            let mut ring = lock(&self.stream.ring);
+            if ring.publisher.as_ref().is_some_and(|p| p.id == self.id) {
+                ring.publisher = None;
+                ring.recent.clear();
+            }
+        }
+        if !self.hub.is_shutting_down() {
+            self.stream
+                .push(Item::End(EndReason::PublisherLeft), self.hub.ring_len());
+        }
+        metrics::gauge!("vswa_publishers").decrement(1.0);
+        tracing::info!(stream = %self.stream.name, "publisher left");
+        self.hub.release(&self.stream);
+    }
+}
+
+/// Validates a message and wraps it as a WebSocket binary message for viewers.
+fn prepare(msg: &[u8], max_payload_len: u32) -> Result<OutFrame, FrameRejected> {
+    let header = FrameHeader::decode(msg, max_payload_len)?;
+    let total = header.frame_len();
+    if msg.len() < total {
+        return Err(DecodeError::Truncated {
+            needed: total,
+            available: msg.len(),
+        }
+        .into());
+    }
+    if msg.len() > total {
+        return Err(DecodeError::TrailingBytes {
+            extra: msg.len() - total,
+        }
+        .into());
+    }
+    let payload = &msg[HEADER_LEN..];
+    let end_only = header.flags.contains(Flags::END_OF_STREAM) && payload.is_empty();
+    if header.codec == Codec::Jpeg && !end_only && !payload.starts_with(&[0xff, 0xd8]) {
+        return Err(FrameRejected::NotJpeg);
+    }
+    let mut buf = BytesMut::with_capacity(msg.len() + 10);
+    ws::put_header(&mut buf, ws::Opcode::Binary, msg.len());
+    let ws_header_len = buf.len();
+    buf.extend_from_slice(msg);
+    let ws = buf.freeze();
+    let frame = Frame::new(header, ws.slice(ws_header_len + HEADER_LEN..));
+    Ok(OutFrame { ws, frame })
+}
+
+fn prepare_frame(frame: &Frame) -> OutFrame {
+    let mut buf = BytesMut::with_capacity(frame.encoded_len() + 10);
+    ws::put_header(&mut buf, ws::Opcode::Binary, frame.encoded_len());
+    let start = buf.len();
+    frame.encode(&mut buf);
+    let ws = buf.freeze();
+    let frame = Frame::new(*frame.header(), ws.slice(start + HEADER_LEN..));
+    OutFrame { ws, frame }
+}
+
+/// A viewer's place in a stream; dropping it removes the viewer.
+#[derive(Debug)]
+pub struct ViewerHandle {
+    hub: Hub,
+    stream: Arc<Stream>,
+    stats: Arc<ViewerStats>,
+    next: u64,
+    newest: watch::Receiver<u64>,
+    queue: usize,
+}
+
+impl ViewerHandle {
+    /// The stream.
+    pub fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+
+    /// This viewer's counters.
+    pub fn stats(&self) -> &Arc<ViewerStats> {
+        &self.stats
+    }
+
+    /// The next item for this viewer, waiting for one if needed. When the viewer is
+    /// more than its queue depth behind, older frames are skipped and counted.
+    pub async fn next(&mut self) -> Item {
+        loop {
+            // Mark the current version seen before looking, so a push after the look
+            // still wakes us.
+            self.newest.borrow_and_update();
+            if let Some(item) = self.try_next() {
+                return item;
+            }
+            if self.newest.changed().await.is_err() {
+                // The sender lives in the stream we hold; this cannot happen.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// The next item if one is ready.
+    pub fn try_next(&mut self) -> Option<Item> {
+        let ring = lock(&self.stream.ring);
+        let newest = ring.next_idx - 1;
+        if self.next > newest {
+            return None;
+        }
+        let oldest = ring.items.front().map_or(newest + 1, |(i, _)| *i);
+        let behind = newest - self.next + 1;
+        let mut want = self.next.max(oldest);
+        if behind as usize > self.queue {
+            want = newest;
+        }
+        let skipped = want - self.next;
+        if skipped > 0 {
+            self.stats.dropped.fetch_add(skipped, Ordering::Relaxed);
+            metrics::counter!("vswa_frames_dropped_total").increment(skipped);
+        }
+        let pos = (want - oldest) as usize;
+        let item = ring.items.get(pos).map(|(_, item)| item.clone());
+        self.next = want + 1;
+        item
+    }
+}
+
+impl Drop for ViewerHandle {
+    fn drop(&mut self) {
+        let count = {
+            let mut viewers = lock(&self.stream.viewers);
+            viewers.remove(&self.stats.id);
+            viewers.len()
+        };
+        self.stream.viewer_count.send_replace(count as u32);
+        self.hub.inner.total_viewers.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!("vswa_viewers").decrement(1.0);
+        self.hub.release(&self.stream);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jpeg_frame(seq: u64) -> Bytes {
+        Frame::new(
+            FrameHeader::jpeg(seq, 1000 + seq, 4, 4),
+            Bytes::from(vec![0xff, 0xd8, seq as u8, 0xff, 0xd9]),
+        )
+        .to_bytes()
+    }
+
+    fn name(s: &str) -> StreamName {
+        StreamName::new(s).unwrap()
+    }
+
+    fn seq(item: Item) -> u64 {
+        match item {
+            Item::Frame(f) => f.frame.header().sequence,
+            Item::End(r) => panic!("unexpected end {r:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn viewer_gets_every_frame_when_prompt_and_latest_on_join() {
+        let hub = Hub::new(HubConfig::default());
+        let mut early = hub.watch(&name("s"), ViewerKind::Ws, None).unwrap();
+        let publisher = hub.publish(&name("s"), None).unwrap();
+        for i in 0..3 {
+            publisher.publish(jpeg_frame(i)).unwrap();
+            assert_eq!(seq(early.next().await), i);
+        }
+        let mut late = hub.watch(&name("s"), ViewerKind::Ws, None).unwrap();
+        assert_eq!(seq(late.try_next().unwrap()), 2, "late joiner gets the latest frame at once");
+        assert!(late.try_next().is_none());
+        assert_eq!(*publisher.viewer_count().borrow(), 2);
+    }
+
+    #[tokio::test]
+    async fn slow_viewer_skips_to_newest_and_counts() {
+        let hub = Hub::new(HubConfig {
+            viewer_queue: 2,
+            ..HubConfig::default()
+        });
+        let publisher = hub.publish(&name("s"), None).unwrap();
+        let mut v = hub.watch(&name("s"), ViewerKind::Ws, None).unwrap();
+        for i in 0..10 {
+            publisher.publish(jpeg_frame(i)).unwrap();
+        }
+        assert_eq!(seq(v.next().await), 9);
+        assert_eq!(v.stats().dropped(), 9);
+        // Within the queue depth nothing is skipped.
+        publisher.publish(jpeg_frame(10)).unwrap();
+        publisher.publish(jpeg_frame(11)).unwrap();
+        assert_eq!(seq(v.next().await), 10);
+        assert_eq!(seq(v.next().await), 11);
+        assert_eq!(v.stats().dropped(), 9);
+    }
+
+    #[tokio::test]
+    async fn publisher_leaving_sends_end_and_frees_slot() {
+        let hub = Hub::new(HubConfig::default());
+        let publisher = hub.publish(&name("s"), None).unwrap();
+        assert_eq!(
+            hub.publish(&name("s"), None).unwrap_err(),
+            HubError::StreamBusy("s".into())
+        );
+        let mut v = hub.watch(&name("s"), ViewerKind::Ws, None).unwrap();
+        drop(publisher);
+        assert!(matches!(v.next().await, Item::End(EndReason::PublisherLeft)));
+        let again = hub.publish(&name("s"), None).unwrap();
+        again.publish(jpeg_frame(0)).unwrap();
+        assert_eq!(seq(v.next().await), 0);
+        drop(again);
+        drop(v);
+        assert!(hub.streams().is_empty(), "empty streams are removed");
+    }
+
+    #[test]
+    fn rejects_bad_frames_and_limits() {
+        let hub = Hub::new(HubConfig {
+            max_streams: 1,
+            max_viewers_per_stream: 1,
+            max_payload_len: 100,
+            ..HubConfig::default()
+        });
+        let p = hub.publish(&name("a"), None).unwrap();
+        assert!(matches!(p.publish(Bytes::from_static(b"garbage")), Err(FrameRejected::Invalid(_))));
+        let not_jpeg = Frame::new(FrameHeader::jpeg(0, 0, 1, 1), Bytes::from_static(b"abc")).to_bytes();
+        assert_eq!(p.publish(not_jpeg), Err(FrameRejected::NotJpeg));
+        let big = Frame::new(FrameHeader::jpeg(0, 0, 1, 1), Bytes::from(vec![0xff; 101])).to_bytes();
+        assert_eq!(
+            p.publish(big).unwrap_err().code(),
+            vswa_protocol::ErrorCode::FrameTooLarge
+        );
+        assert_eq!(
+            hub.publish(&name("b"), None).unwrap_err(),
+            HubError::TooManyStreams(1)
+        );
+        let _v = hub.watch(&name("a"), ViewerKind::Mjpeg, None).unwrap();
+        assert!(matches!(
+            hub.watch(&name("a"), ViewerKind::Ws, None),
+            Err(HubError::TooManyViewers(_))
+        ));
+    }
+
+    #[test]
+    fn out_frame_shares_one_buffer() {
+        let hub = Hub::new(HubConfig::default());
+        let p = hub.publish(&name("a"), None).unwrap();
+        let msg = jpeg_frame(3);
+        let out = p.publish(msg.clone()).unwrap();
+        assert_eq!(&out.ws[2..], &msg[..]);
+        let ws_range = out.ws.as_ptr() as usize..out.ws.as_ptr() as usize + out.ws.len();
+        assert!(ws_range.contains(&(out.frame.payload().as_ptr() as usize)));
+    }
+}

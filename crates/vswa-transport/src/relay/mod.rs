@@ -1,0 +1,303 @@
+//! The relay: one listening port for publishers, viewers, web pages, MJPEG, snapshots,
+//! JSON stats and Prometheus metrics.
+//!
+//! [`Relay::serve`] takes a bound listener and a shutdown future, so the binary, tests
+//! and embedders run the same code (tests bind `127.0.0.1:0`).
+
+mod auth;
+mod routes;
+mod session;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+use crate::hub::{Hub, HubConfig};
+
+pub use auth::allowed as token_allowed;
+
+/// Everything the relay can be told.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Stream and viewer limits.
+    pub hub: HubConfig,
+    /// Token publishers must present (`None`: anyone may publish).
+    pub publish_token: Option<String>,
+    /// Token viewers must present (`None`: anyone may watch).
+    pub view_token: Option<String>,
+    /// PEM certificate chain and private key for TLS (`wss://`, `https://`).
+    pub tls: Option<TlsFiles>,
+    /// Time a client has to finish the TLS handshake and send its request headers.
+    pub handshake_timeout: Duration,
+    /// A publisher that sends nothing (no frame, no ping) for this long is closed.
+    pub idle_timeout: Duration,
+    /// How often the relay pings WebSocket peers; a viewer silent for three intervals
+    /// is closed.
+    pub ping_interval: Duration,
+    /// A viewer whose socket accepts no data for this long is disconnected.
+    pub stall_timeout: Duration,
+    /// How long viewers stay connected after their publisher leaves, waiting for it.
+    pub end_grace: Duration,
+    /// Most TCP connections at once (pages, WebSockets and MJPEG together).
+    pub max_connections: usize,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            hub: HubConfig::default(),
+            publish_token: None,
+            view_token: None,
+            tls: None,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(15),
+            stall_timeout: Duration::from_secs(10),
+            end_grace: Duration::from_secs(60),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// Paths of a PEM certificate chain and its private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1), PEM.
+    pub key: PathBuf,
+}
+
+/// Errors that stop the relay from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The TLS certificate or key could not be used.
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    /// Binding or reading the listener failed.
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub(crate) struct RelayState {
+    pub(crate) config: RelayConfig,
+    pub(crate) hub: Hub,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) sessions: TaskTracker,
+    pub(crate) metrics: Option<&'static PrometheusHandle>,
+}
+
+/// A relay, ready to serve.
+pub struct Relay {
+    state: Arc<RelayState>,
+    shutdown_tx: watch::Sender<bool>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay").field("config", &self.state.config).finish()
+    }
+}
+
+/// The process-wide Prometheus recorder (the `metrics` facade has one global recorder).
+fn prometheus() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new().install_recorder().ok()?;
+            describe_metrics();
+            Some(handle)
+        })
+        .as_ref()
+}
+
+fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_counter!("vswa_frames_in_total", "Frames received from publishers");
+    describe_counter!("vswa_bytes_in_total", "Payload bytes received from publishers");
+    describe_counter!("vswa_frames_out_total", "Frames written to viewers");
+    describe_counter!("vswa_bytes_out_total", "Bytes written to viewers");
+    describe_counter!("vswa_frames_dropped_total", "Frames skipped for slow viewers");
+    describe_counter!("vswa_rejected_total", "Connections or frames refused, by reason");
+    describe_gauge!("vswa_streams", "Streams with a publisher or viewers");
+    describe_gauge!("vswa_publishers", "Connected publishers");
+    describe_gauge!("vswa_viewers", "Connected viewers (WebSocket and MJPEG)");
+    describe_gauge!("vswa_connections", "Open TCP connections");
+}
+
+impl Relay {
+    /// Builds a relay; loads the TLS files if configured.
+    pub fn new(config: RelayConfig) -> Result<Relay, RelayError> {
+        let tls = config.tls.as_ref().map(load_tls).transpose()?;
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let state = Arc::new(RelayState {
+            hub: Hub::new(config.hub.clone()),
+            config,
+            shutdown,
+            sessions: TaskTracker::new(),
+            metrics: prometheus(),
+        });
+        Ok(Relay {
+            state,
+            shutdown_tx,
+            tls,
+        })
+    }
+
+    /// The hub, for in-process publishers (the `--demo` feed) and inspection.
+    pub fn hub(&self) -> &Hub {
+        &self.state.hub
+    }
+
+    /// Serves connections from `listener` until `shutdown` completes, then ends every
+    /// stream (viewers get `end` and a normal close) and waits briefly for sessions.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), RelayError> {
+        let router = routes::router(self.state.clone());
+        let limit = Arc::new(Semaphore::new(self.state.config.max_connections));
+        let connections = TaskTracker::new();
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!("vswa-relay listening on {scheme}://{addr}");
+        }
+        tokio::pin!(shutdown);
+        loop {
+            let (tcp, peer) = tokio::select! {
+                res = listener.accept() => match res {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                metrics::counter!("vswa_rejected_total", "reason" => "max_connections").increment(1);
+                tracing::debug!(%peer, "connection limit reached; closing");
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let router = router.clone();
+            let tls = self.tls.clone();
+            let timeout = self.state.config.handshake_timeout;
+            let stop = self.state.shutdown.clone();
+            connections.spawn(async move {
+                let permit = Arc::new(permit);
+                metrics::gauge!("vswa_connections").increment(1.0);
+                match tls {
+                    None => serve_connection(tcp, peer, permit, router, timeout, stop).await,
+                    Some(acceptor) => match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, peer, permit, router, timeout, stop).await
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    },
+                }
+                metrics::gauge!("vswa_connections").decrement(1.0);
+            });
+        }
+        tracing::info!("shutting down");
+        self.state.hub.shutdown();
+        let _ = self.shutdown_tx.send(true);
+        self.state.sessions.close();
+        connections.close();
+        let grace = Duration::from_secs(5);
+        let _ = tokio::time::timeout(grace, async {
+            tokio::join!(connections.wait(), self.state.sessions.wait());
+        })
+        .await;
+        Ok(())
+    }
+}
+
+/// Extension carrying a connection's peer address and its share of the connection limit.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnInfo {
+    pub(crate) peer: SocketAddr,
+    /// Held by upgraded WebSocket sessions so they keep counting against the limit.
+    pub(crate) permit: Arc<OwnedSemaphorePermit>,
+}
+
+async fn serve_connection<I>(
+    io: I,
+    peer: SocketAddr,
+    permit: Arc<OwnedSemaphorePermit>,
+    router: axum::Router,
+    handshake_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let info = ConnInfo { peer, permit };
+    let service = router.map_request(move |mut req: http::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(info.clone());
+        req
+    });
+    let service = hyper_util::service::TowerToHyperService::new(service);
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(handshake_timeout)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        res = conn.as_mut() => res,
+        () = async { let _ = stop.wait_for(|stop| *stop).await; } => {
+            // Finish the request in flight, then close; upgraded sessions end on their own.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, "connection ended: {e}");
+    }
+}
+
+fn load_tls(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, RelayError> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|e| RelayError::Tls(format!("cannot read {}: {e}", path.display())))
+    };
+    let cert_pem = read(&files.cert)?;
+    let key_pem = read(&files.key)?;
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &cert_pem[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| RelayError::Tls(format!("{}: {e}", files.cert.display())))?;
+    if certs.is_empty() {
+        return Err(RelayError::Tls(format!(
+            "{} holds no PEM certificate",
+            files.cert.display()
+        )));
+    }
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &key_pem[..])
+        .map_err(|e| RelayError::Tls(format!("{}: {e}", files.key.display())))?
+        .ok_or_else(|| RelayError::Tls(format!("{} holds no PEM private key", files.key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| RelayError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| RelayError::Tls(format!("certificate and key do not fit: {e}")))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}

@@ -1,0 +1,373 @@
+//! HTTP routes: pages, static assets, WebSocket upgrades, MJPEG, snapshots, stats.
+
+use std::sync::Arc;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use vswa_protocol::{StreamName, HEADER_LEN};
+
+use super::{auth, session, ConnInfo, RelayState};
+use crate::hub::{HubError, Item, ViewerKind};
+
+static ASSETS: &[(&str, &str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
+
+pub(crate) fn router(state: Arc<RelayState>) -> Router {
+    Router::new()
+        .route("/", get(|| async { page("index.html") }))
+        .route("/view/{stream}", get(view_page))
+        .route("/broadcast/{stream}", get(broadcast_page))
+        .route("/static/{file}", get(static_file))
+        .route("/ws/publish/{stream}", get(ws_publish))
+        .route("/ws/watch/{stream}", get(ws_watch))
+        .route("/stream/{file}", get(mjpeg))
+        .route("/snapshot/{file}", get(snapshot))
+        .route("/api/streams", get(api_streams))
+        .route("/api/streams/{stream}", get(api_stream))
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(|| async { text(StatusCode::NOT_FOUND, "not found") })
+        .with_state(state)
+}
+
+/// A plain-text response with one line.
+fn text(status: StatusCode, msg: impl std::fmt::Display) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{msg}\n"),
+    )
+        .into_response()
+}
+
+fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
+    ASSETS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, mime, body)| (*mime, *body))
+}
+
+fn page(name: &str) -> Response {
+    match asset(name) {
+        Some((mime, body)) => (
+            [
+                (header::CONTENT_TYPE, mime),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            body,
+        )
+            .into_response(),
+        None => text(StatusCode::NOT_FOUND, format!("page {name} is not built in")),
+    }
+}
+
+fn stream_name(raw: &str) -> Result<StreamName, Response> {
+    StreamName::new(raw).map_err(|e| {
+        metrics::counter!("vswa_rejected_total", "reason" => "invalid_stream_name").increment(1);
+        text(StatusCode::BAD_REQUEST, e)
+    })
+}
+
+async fn view_page(Path(stream): Path<String>) -> Response {
+    match stream_name(&stream) {
+        Ok(_) => page("view.html"),
+        Err(resp) => resp,
+    }
+}
+
+async fn broadcast_page(Path(stream): Path<String>) -> Response {
+    match stream_name(&stream) {
+        Ok(_) => page("broadcast.html"),
+        Err(resp) => resp,
+    }
+}
+
+async fn static_file(Path(file): Path<String>) -> Response {
+    if file.ends_with(".html") {
+        return text(StatusCode::NOT_FOUND, "not found");
+    }
+    page(&file)
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// Checks the token for a role; `Err` is the 401 response.
+fn authorize(required: Option<&str>, headers: &HeaderMap, query: &TokenQuery) -> Result<(), Response> {
+    let presented = auth::presented_token(headers, query.token.as_deref());
+    if auth::allowed(required, presented) {
+        return Ok(());
+    }
+    metrics::counter!("vswa_rejected_total", "reason" => "unauthorized").increment(1);
+    let msg = if presented.is_none() {
+        "unauthorized: this relay requires a token (Authorization: Bearer TOKEN or ?token=TOKEN)"
+    } else {
+        "unauthorized: wrong token"
+    };
+    let mut resp = text(StatusCode::UNAUTHORIZED, msg);
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    Err(resp)
+}
+
+fn conn_info(req_ext: &http::Extensions) -> Option<ConnInfo> {
+    req_ext.get::<ConnInfo>().cloned()
+}
+
+async fn ws_publish(
+    State(state): State<Arc<RelayState>>,
+    Path(stream): Path<String>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+    req: Request,
+) -> Response {
+    let name = match stream_name(&stream) {
+        Ok(n) => n,
+        Err(resp) => return resp,
+    };
+    if let Err(resp) = authorize(state.config.publish_token.as_deref(), &headers, &query) {
+        return resp;
+    }
+    let info = conn_info(req.extensions());
+    let (mut parts, _body) = req.into_parts();
+    let upgrade = match <WebSocketUpgrade as axum::extract::FromRequestParts<_>>::from_request_parts(
+        &mut parts, &state,
+    )
+    .await
+    {
+        Ok(u) => u,
+        Err(rejection) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("this route needs a WebSocket upgrade: {}", rejection.body_text()),
+            )
+        }
+    };
+    // Room for the header and a little slack above the payload limit, so an oversized
+    // frame is refused with a clear error by the frame check rather than by tungstenite.
+    let max_msg = state.config.hub.max_payload_len as usize + HEADER_LEN + 1024;
+    upgrade
+        .max_message_size(max_msg)
+        .max_frame_size(max_msg)
+        .on_upgrade(move |socket| async move {
+            let tracker = state.sessions.clone();
+            tracker
+                .track_future(session::publisher(socket, state, name, info))
+                .await
+        })
+}
+
+async fn ws_watch(
+    State(state): State<Arc<RelayState>>,
+    Path(stream): Path<String>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+    mut req: Request,
+) -> Response {
+    let name = match stream_name(&stream) {
+        Ok(n) => n,
+        Err(resp) => return resp,
+    };
+    if let Err(resp) = authorize(state.config.view_token.as_deref(), &headers, &query) {
+        return resp;
+    }
+    let is_upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
+    let version_ok = headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v.as_bytes() == b"13");
+    let (Some(key), true, true) = (key, is_upgrade, version_ok) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "this route needs a WebSocket upgrade (Upgrade: websocket, Sec-WebSocket-Version: 13)",
+        );
+    };
+    let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return text(StatusCode::BAD_REQUEST, "connection cannot be upgraded");
+    };
+    let info = conn_info(req.extensions());
+    let accept = crate::ws::accept_key(key.as_bytes());
+    let tracker = state.sessions.clone();
+    tracker.spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let io = hyper_util::rt::TokioIo::new(upgraded);
+                session::viewer(io, state, name, info).await;
+            }
+            Err(e) => tracing::debug!("viewer upgrade failed: {e}"),
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .body(axum::body::Body::empty())
+        .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "response build failed"))
+}
+
+/// Parses `NAME.ext` from a path segment.
+fn name_with_ext(file: &str, ext: &str) -> Result<StreamName, Response> {
+    let Some(raw) = file.strip_suffix(ext) else {
+        return Err(text(StatusCode::NOT_FOUND, format!("expected a path ending in {ext}")));
+    };
+    stream_name(raw)
+}
+
+const BOUNDARY: &str = "vswaframe";
+
+async fn mjpeg(
+    State(state): State<Arc<RelayState>>,
+    Path(file): Path<String>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+    req: Request,
+) -> Response {
+    let name = match name_with_ext(&file, ".mjpg") {
+        Ok(n) => n,
+        Err(resp) => return resp,
+    };
+    if let Err(resp) = authorize(state.config.view_token.as_deref(), &headers, &query) {
+        return resp;
+    }
+    let peer = conn_info(req.extensions()).map(|i| i.peer);
+    let viewer = match state.hub.watch(&name, ViewerKind::Mjpeg, peer) {
+        Ok(v) => v,
+        Err(e) => return hub_error_response(e),
+    };
+    let grace = state.config.end_grace;
+    let shutdown = state.shutdown.clone();
+    let parts = futures_util::stream::unfold(
+        (viewer, shutdown, false),
+        move |(mut viewer, mut shutdown, ended)| async move {
+            loop {
+                if *shutdown.borrow() {
+                    return None;
+                }
+                let next = if ended {
+                    match tokio::time::timeout(grace, viewer.next()).await {
+                        Ok(item) => item,
+                        Err(_) => return None,
+                    }
+                } else {
+                    tokio::select! {
+                        item = viewer.next() => item,
+                        _ = shutdown.changed() => return None,
+                    }
+                };
+                match next {
+                    Item::Frame(out) => {
+                        let jpeg = out.frame.payload();
+                        if jpeg.is_empty() {
+                            continue;
+                        }
+                        let head = format!(
+                            "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+                            jpeg.len()
+                        );
+                        viewer.stats().record_sent(jpeg.len());
+                        metrics::counter!("vswa_frames_out_total").increment(1);
+                        let chunks = vec![
+                            Ok::<_, std::convert::Infallible>(Bytes::from(head)),
+                            Ok(jpeg.clone()),
+                            Ok(Bytes::from_static(b"\r\n")),
+                        ];
+                        return Some((futures_util::stream::iter(chunks), (viewer, shutdown, false)));
+                    }
+                    Item::End(vswa_protocol::control::EndReason::PublisherLeft) => {
+                        return Some((futures_util::stream::iter(Vec::new()), (viewer, shutdown, true)));
+                    }
+                    Item::End(_) => return None,
+                }
+            }
+        },
+    )
+    .flatten();
+    Response::builder()
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/x-mixed-replace; boundary={BOUNDARY}"),
+        )
+        .header(header::CACHE_CONTROL, "no-cache, no-store")
+        .header(header::CONNECTION, "close")
+        .body(axum::body::Body::from_stream(parts))
+        .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "response build failed"))
+}
+
+fn hub_error_response(e: HubError) -> Response {
+    let status = match e {
+        HubError::StreamBusy(_) => StatusCode::CONFLICT,
+        HubError::TooManyStreams(_) | HubError::TooManyViewers(_) => StatusCode::TOO_MANY_REQUESTS,
+        HubError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    text(status, e)
+}
+
+async fn snapshot(
+    State(state): State<Arc<RelayState>>,
+    Path(file): Path<String>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let name = match name_with_ext(&file, ".jpg") {
+        Ok(n) => n,
+        Err(resp) => return resp,
+    };
+    if let Err(resp) = authorize(state.config.view_token.as_deref(), &headers, &query) {
+        return resp;
+    }
+    let Some(frame) = state.hub.stream(&name).and_then(|s| s.latest_frame()) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("stream \"{name}\" has no frame yet (no publisher, or it has not sent a picture)"),
+        );
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "image/jpeg"),
+            (header::CACHE_CONTROL, "no-cache, no-store"),
+        ],
+        frame.frame.payload().clone(),
+    )
+        .into_response()
+}
+
+async fn api_streams(State(state): State<Arc<RelayState>>) -> Response {
+    Json(serde_json::json!({ "streams": state.hub.streams() })).into_response()
+}
+
+async fn api_stream(State(state): State<Arc<RelayState>>, Path(stream): Path<String>) -> Response {
+    let name = match stream_name(&stream) {
+        Ok(n) => n,
+        Err(resp) => return resp,
+    };
+    match state.hub.stream(&name) {
+        Some(s) => Json(s.info()).into_response(),
+        None => text(StatusCode::NOT_FOUND, format!("no stream \"{name}\"")),
+    }
+}
+
+async fn metrics_text(State(state): State<Arc<RelayState>>) -> Response {
+    match state.metrics {
+        Some(handle) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            handle.render(),
+        )
+            .into_response(),
+        None => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics unavailable: another metrics recorder is installed in this process",
+        ),
+    }
+}

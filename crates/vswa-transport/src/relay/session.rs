@@ -1,0 +1,297 @@
+//! WebSocket sessions after the upgrade: one publisher per stream, many viewers.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use vswa_protocol::control::{EndReason, Hello, Role, Viewers};
+use vswa_protocol::{ControlMessage, ErrorCode, StreamName, PROTOCOL_VERSION};
+
+use super::{ConnInfo, RelayState};
+use crate::hub::{HubError, Item, ViewerKind};
+use crate::ws::{self, Opcode};
+
+const SERVER: &str = concat!("vswa-relay/", env!("CARGO_PKG_VERSION"));
+
+fn hello(state: &RelayState, role: Role, stream: &StreamName, live: bool) -> ControlMessage {
+    ControlMessage::Hello(Hello {
+        protocol: PROTOCOL_VERSION,
+        role,
+        stream: stream.to_string(),
+        server: SERVER.into(),
+        max_payload_len: state.config.hub.max_payload_len,
+        live,
+    })
+}
+
+fn hub_error_code(e: &HubError) -> ErrorCode {
+    match e {
+        HubError::StreamBusy(_) => ErrorCode::StreamBusy,
+        HubError::TooManyStreams(_) => ErrorCode::TooManyStreams,
+        HubError::TooManyViewers(_) => ErrorCode::TooManyViewers,
+        HubError::ShuttingDown => ErrorCode::ShuttingDown,
+    }
+}
+
+/// Sends an `error` control message and closes with the matching close code.
+async fn refuse_publisher(socket: &mut WebSocket, code: ErrorCode, message: String) {
+    tracing::info!(%code, "closing publisher: {message}");
+    metrics::counter!("vswa_rejected_total", "reason" => code.as_str()).increment(1);
+    let _ = socket
+        .send(Message::Text(ControlMessage::error(code, message.clone()).to_json().into()))
+        .await;
+    let reason: String = message.chars().take(100).collect();
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: code.close_code(),
+            reason: reason.into(),
+        })))
+        .await;
+}
+
+pub(crate) async fn publisher(
+    mut socket: WebSocket,
+    state: Arc<RelayState>,
+    name: StreamName,
+    info: Option<ConnInfo>,
+) {
+    let _permit = info.as_ref().map(|i| i.permit.clone());
+    let handle = match state.hub.publish(&name, info.as_ref().map(|i| i.peer)) {
+        Ok(h) => h,
+        Err(e) => return refuse_publisher(&mut socket, hub_error_code(&e), e.to_string()).await,
+    };
+    let hello = hello(&state, Role::Publisher, &name, true);
+    if socket.send(Message::Text(hello.to_json().into())).await.is_err() {
+        return;
+    }
+    let mut viewers = handle.viewer_count();
+    viewers.mark_changed();
+    let mut shutdown = state.shutdown.clone();
+    let mut ping = tokio::time::interval(state.config.ping_interval);
+    ping.tick().await;
+    let idle = state.config.idle_timeout;
+    let mut deadline = tokio::time::Instant::now() + idle;
+    loop {
+        tokio::select! {
+            msg = socket.recv() => {
+                deadline = tokio::time::Instant::now() + idle;
+                match msg {
+                    None | Some(Ok(Message::Close(_))) => break,
+                    Some(Err(e)) => {
+                        let text = e.to_string();
+                        if text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Message too long") {
+                            let msg = format!(
+                                "message exceeds the relay's limit of {} payload bytes",
+                                state.config.hub.max_payload_len
+                            );
+                            refuse_publisher(&mut socket, ErrorCode::FrameTooLarge, msg).await;
+                        } else {
+                            tracing::debug!(stream = %name, "publisher socket error: {text}");
+                        }
+                        break;
+                    }
+                    Some(Ok(Message::Binary(bytes))) => {
+                        if let Err(e) = handle.publish(bytes) {
+                            refuse_publisher(&mut socket, e.code(), e.to_string()).await;
+                            break;
+                        }
+                    }
+                    Some(Ok(Message::Text(text))) => {
+                        if ControlMessage::from_json(text.as_str()).is_err()
+                            && serde_json::from_str::<serde_json::Value>(text.as_str()).is_err()
+                        {
+                            refuse_publisher(
+                                &mut socket,
+                                ErrorCode::BadRequest,
+                                "text message is not a JSON control message".into(),
+                            )
+                            .await;
+                            break;
+                        }
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                let msg = format!("publisher sent nothing for {} s", idle.as_secs());
+                refuse_publisher(&mut socket, ErrorCode::IdleTimeout, msg).await;
+                break;
+            }
+            changed = viewers.changed() => {
+                if changed.is_ok() {
+                    let count = *viewers.borrow_and_update();
+                    let msg = ControlMessage::Viewers(Viewers { count });
+                    if socket.send(Message::Text(msg.to_json().into())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+            }
+            _ = shutdown.changed() => {
+                refuse_publisher(&mut socket, ErrorCode::ShuttingDown, "the relay is shutting down".into()).await;
+                break;
+            }
+        }
+    }
+}
+
+/// Events the viewer's reader half passes to its writer half.
+enum Inbound {
+    Ping(bytes::Bytes),
+    Close,
+}
+
+pub(crate) async fn viewer<S>(io: S, state: Arc<RelayState>, name: StreamName, info: Option<ConnInfo>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let _permit = info.as_ref().map(|i| i.permit.clone());
+    let (rd, mut wr) = tokio::io::split(io);
+    let mut handle = match state.hub.watch(&name, ViewerKind::Ws, info.as_ref().map(|i| i.peer)) {
+        Ok(h) => h,
+        Err(e) => {
+            let code = hub_error_code(&e);
+            metrics::counter!("vswa_rejected_total", "reason" => code.as_str()).increment(1);
+            let msg = ControlMessage::error(code, e.to_string()).to_json();
+            let _ = wr.write_all(&ws::encode(Opcode::Text, msg.as_bytes())).await;
+            let _ = wr.write_all(&ws::close(code.close_code(), &e.to_string())).await;
+            let _ = wr.shutdown().await;
+            return;
+        }
+    };
+    let live = handle.stream().is_live();
+    let hello = hello(&state, Role::Viewer, &name, live).to_json();
+    if wr.write_all(&ws::encode(Opcode::Text, hello.as_bytes())).await.is_err() {
+        return;
+    }
+    let started = Instant::now();
+    let last_seen = Arc::new(AtomicU64::new(0));
+    let (tx, mut inbound) = mpsc::channel(8);
+    let reader = tokio::spawn(read_viewer(rd, tx, last_seen.clone(), started));
+    let ping_every = state.config.ping_interval;
+    let mut ping = tokio::time::interval(ping_every);
+    ping.tick().await;
+    let stall = state.config.stall_timeout;
+    let mut grace: Option<tokio::time::Instant> = None;
+    let frames_out = metrics::counter!("vswa_frames_out_total");
+    let bytes_out = metrics::counter!("vswa_bytes_out_total");
+    let close = loop {
+        let grace_sleep = async {
+            match grace {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            event = inbound.recv() => match event {
+                Some(Inbound::Ping(payload)) => {
+                    if wr.write_all(&ws::encode(Opcode::Pong, &payload)).await.is_err() {
+                        break None;
+                    }
+                }
+                Some(Inbound::Close) => break Some((1000, "bye")),
+                None => break None,
+            },
+            item = handle.next() => match item {
+                Item::Frame(out) => {
+                    grace = None;
+                    match tokio::time::timeout(stall, wr.write_all(&out.ws)).await {
+                        Ok(Ok(())) => {
+                            handle.stats().record_sent(out.ws.len());
+                            frames_out.increment(1);
+                            bytes_out.increment(out.ws.len() as u64);
+                        }
+                        Ok(Err(_)) => break None,
+                        Err(_) => {
+                            tracing::info!(stream = %name, "viewer stalled for {} s; disconnecting", stall.as_secs());
+                            metrics::counter!("vswa_rejected_total", "reason" => "stalled").increment(1);
+                            break None;
+                        }
+                    }
+                }
+                Item::End(reason) => {
+                    let end = ControlMessage::End(vswa_protocol::control::End {
+                        stream: name.to_string(),
+                        reason,
+                    })
+                    .to_json();
+                    if wr.write_all(&ws::encode(Opcode::Text, end.as_bytes())).await.is_err() {
+                        break None;
+                    }
+                    match reason {
+                        EndReason::PublisherLeft => {
+                            grace = Some(tokio::time::Instant::now() + state.config.end_grace);
+                        }
+                        _ => break Some((1000, "relay shutting down")),
+                    }
+                }
+            },
+            () = grace_sleep => break Some((1000, "the publisher did not return")),
+            _ = ping.tick() => {
+                let silent = started.elapsed().as_millis() as u64 - last_seen.load(Ordering::Relaxed);
+                if silent > 3 * ping_every.as_millis() as u64 {
+                    tracing::debug!(stream = %name, "viewer silent; closing");
+                    break None;
+                }
+                if wr.write_all(&ws::encode(Opcode::Ping, b"")).await.is_err() {
+                    break None;
+                }
+            }
+        }
+    };
+    if let Some((code, reason)) = close {
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let _ = wr.write_all(&ws::close(code, reason)).await;
+            let _ = wr.shutdown().await;
+        })
+        .await;
+    }
+    reader.abort();
+}
+
+/// Reads what a viewer sends: answers pings, notices close, ignores the rest.
+async fn read_viewer<R>(mut rd: R, tx: mpsc::Sender<Inbound>, last_seen: Arc<AtomicU64>, started: Instant)
+where
+    R: AsyncRead + Unpin,
+{
+    let mut buf = BytesMut::with_capacity(4096);
+    loop {
+        match rd.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => {
+                let _ = tx.send(Inbound::Close).await;
+                return;
+            }
+            Ok(_) => {}
+        }
+        last_seen.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        loop {
+            match ws::decode_client(&mut buf, 64 * 1024) {
+                Ok(Some(frame)) => match frame.opcode {
+                    Opcode::Ping => {
+                        let _ = tx.send(Inbound::Ping(frame.payload)).await;
+                    }
+                    Opcode::Close => {
+                        let _ = tx.send(Inbound::Close).await;
+                        return;
+                    }
+                    _ => {}
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!("viewer sent invalid WebSocket data: {e}");
+                    let _ = tx.send(Inbound::Close).await;
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! WebSocket viewer client: reads frames from `/ws/watch/{stream}`, reports sequence
+//! gaps, and reconnects with backoff when the connection drops.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::Message;
+use vswa_protocol::control::{End, EndReason, Hello};
+use vswa_protocol::{ControlMessage, Frame, DEFAULT_MAX_PAYLOAD_LEN};
+
+use crate::backoff::Backoff;
+use crate::connect::{ClientError, ClientSocket, ConnectOptions};
+use crate::publisher::connect_with_retry;
+
+/// How a subscriber connects and behaves.
+#[derive(Debug, Clone)]
+pub struct SubscriberConfig {
+    /// URL, token, TLS and timeouts.
+    pub connect: ConnectOptions,
+    /// Delays between reconnect attempts.
+    pub backoff: Backoff,
+    /// How long to keep trying to make the first connection.
+    pub initial_timeout: Duration,
+    /// How long to keep trying after losing an established connection (`None`: forever).
+    pub reconnect_timeout: Option<Duration>,
+    /// Largest payload accepted.
+    pub max_payload_len: u32,
+}
+
+impl SubscriberConfig {
+    /// Defaults for `url`: 10 s to connect the first time, reconnect forever.
+    pub fn new(url: impl Into<String>) -> SubscriberConfig {
+        SubscriberConfig {
+            connect: ConnectOptions::new(url),
+            backoff: Backoff::default(),
+            initial_timeout: Duration::from_secs(10),
+            reconnect_timeout: None,
+            max_payload_len: DEFAULT_MAX_PAYLOAD_LEN,
+        }
+    }
+}
+
+/// What a subscriber yields.
+#[derive(Debug, Clone)]
+pub enum SubscriberEvent {
+    /// The relay's greeting (after each connection).
+    Hello(Hello),
+    /// A frame.
+    Frame {
+        /// The frame, as the publisher sent it.
+        frame: Frame,
+        /// When it arrived, microseconds since the UNIX epoch.
+        received_us: u64,
+        /// Frames missing before this one according to the sequence numbers.
+        gap: u64,
+    },
+    /// The publisher left (it may come back) or the relay is shutting down.
+    End(End),
+    /// The connection was lost; the subscriber will reconnect after `delay`.
+    Reconnecting {
+        /// Why the connection ended.
+        error: ClientError,
+        /// Delay before the next attempt.
+        delay: Duration,
+    },
+}
+
+/// A viewer connection that reconnects by itself.
+#[derive(Debug)]
+pub struct Subscriber {
+    config: SubscriberConfig,
+    backoff: Backoff,
+    socket: Option<ClientSocket>,
+    last_sequence: Option<u64>,
+    lost_since: Option<Instant>,
+    pending_delay: Duration,
+}
+
+impl Subscriber {
+    /// Connects, retrying for up to `initial_timeout`; refusals fail at once.
+    pub async fn connect(config: SubscriberConfig) -> Result<Subscriber, ClientError> {
+        config.connect.validate()?;
+        let mut backoff = config.backoff.clone();
+        let deadline = Instant::now() + config.initial_timeout;
+        let socket = connect_with_retry(&config.connect, &mut backoff, Some(deadline), "connecting").await?;
+        Ok(Subscriber {
+            config,
+            backoff,
+            socket: Some(socket),
+            last_sequence: None,
+            lost_since: None,
+            pending_delay: Duration::ZERO,
+        })
+    }
+
+    /// The next event. Errors are final: a refusal, or no connection within the
+    /// reconnect timeout.
+    pub async fn next(&mut self) -> Result<SubscriberEvent, ClientError> {
+        loop {
+            let Some(socket) = self.socket.as_mut() else {
+                self.reconnect().await?;
+                continue;
+            };
+            let lost = match socket.next().await {
+                Some(Ok(Message::Binary(bytes))) => {
+                    let received_us = crate::now_us();
+                    match Frame::decode_bytes(bytes, self.config.max_payload_len) {
+                        Ok(frame) => {
+                            let seq = frame.header().sequence;
+                            let gap = match self.last_sequence {
+                                Some(last) if seq > last => seq - last - 1,
+                                _ => 0,
+                            };
+                            self.last_sequence = Some(seq);
+                            return Ok(SubscriberEvent::Frame {
+                                frame,
+                                received_us,
+                                gap,
+                            });
+                        }
+                        Err(e) => ClientError::Lost(format!("relay sent an invalid frame: {e}")),
+                    }
+                }
+                Some(Ok(Message::Text(text))) => match ControlMessage::from_json(text.as_str()) {
+                    Ok(ControlMessage::Hello(hello)) => {
+                        self.lost_since = None;
+                        return Ok(SubscriberEvent::Hello(hello));
+                    }
+                    Ok(ControlMessage::End(end)) => {
+                        if end.reason == EndReason::PublisherLeft {
+                            // A returning publisher starts its sequence again.
+                            self.last_sequence = None;
+                        }
+                        return Ok(SubscriberEvent::End(end));
+                    }
+                    Ok(ControlMessage::Error(e)) => {
+                        let err = ClientError::Server {
+                            code: e.code,
+                            message: e.message,
+                        };
+                        if err.is_fatal() || e.code == vswa_protocol::ErrorCode::TooManyViewers {
+                            return Err(err);
+                        }
+                        err
+                    }
+                    _ => continue,
+                },
+                Some(Ok(Message::Close(frame))) => ClientError::Lost(format!(
+                    "relay closed the connection{}",
+                    frame
+                        .map(|f| format!(" ({} {})", u16::from(f.code), f.reason))
+                        .unwrap_or_default()
+                )),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => ClientError::Lost(e.to_string()),
+                None => ClientError::Lost("relay closed the connection".into()),
+            };
+            self.socket = None;
+            let since = *self.lost_since.get_or_insert_with(Instant::now);
+            if let Some(limit) = self.config.reconnect_timeout {
+                if since.elapsed() > limit {
+                    return Err(lost);
+                }
+            }
+            let delay = self.backoff.next_delay();
+            self.pending_delay = delay;
+            return Ok(SubscriberEvent::Reconnecting { error: lost, delay });
+        }
+    }
+
+    async fn reconnect(&mut self) -> Result<(), ClientError> {
+        let deadline = self
+            .config
+            .reconnect_timeout
+            .map(|limit| self.lost_since.unwrap_or_else(Instant::now) + limit);
+        // Wait out the delay announced with `Reconnecting` before the first attempt.
+        tokio::time::sleep(std::mem::take(&mut self.pending_delay)).await;
+        let socket = connect_with_retry(&self.config.connect, &mut self.backoff, deadline, "reconnecting").await?;
+        self.socket = Some(socket);
+        Ok(())
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(mut self) {
+        if let Some(mut socket) = self.socket.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), socket.close(None)).await;
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Minimal RFC 6455 framing for the relay's viewer sockets.
+//!
+//! The relay writes each frame to every viewer as the *same* pre-encoded bytes (server
+//! frames are unmasked, so they are identical for all viewers); a general WebSocket
+//! library would copy the payload into a per-connection buffer instead. Reading covers
+//! what a viewer sends: masked control frames and small messages, which are ignored.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+/// WebSocket opcodes the relay uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opcode {
+    /// Continuation of a fragmented message.
+    Continuation = 0x0,
+    /// UTF-8 text message.
+    Text = 0x1,
+    /// Binary message.
+    Binary = 0x2,
+    /// Close.
+    Close = 0x8,
+    /// Ping.
+    Ping = 0x9,
+    /// Pong.
+    Pong = 0xA,
+}
+
+impl Opcode {
+    fn from_u8(v: u8) -> Option<Opcode> {
+        Some(match v {
+            0x0 => Opcode::Continuation,
+            0x1 => Opcode::Text,
+            0x2 => Opcode::Binary,
+            0x8 => Opcode::Close,
+            0x9 => Opcode::Ping,
+            0xA => Opcode::Pong,
+            _ => return None,
+        })
+    }
+}
+
+/// Appends an unmasked, final server frame header for a payload of `len` bytes.
+pub fn put_header(dst: &mut BytesMut, opcode: Opcode, len: usize) {
+    dst.put_u8(0x80 | opcode as u8);
+    if len < 126 {
+        dst.put_u8(len as u8);
+    } else if len <= u16::MAX as usize {
+        dst.put_u8(126);
+        dst.put_u16(len as u16);
+    } else {
+        dst.put_u8(127);
+        dst.put_u64(len as u64);
+    }
+}
+
+/// A complete unmasked server frame.
+pub fn encode(opcode: Opcode, payload: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(payload.len() + 10);
+    put_header(&mut out, opcode, payload.len());
+    out.put_slice(payload);
+    out.freeze()
+}
+
+/// A close frame with a status code and reason (cut to fit 123 bytes).
+pub fn close(code: u16, reason: &str) -> Bytes {
+    let mut reason = reason;
+    while reason.len() > 123 {
+        let mut end = 123;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason = &reason[..end];
+    }
+    let mut payload = Vec::with_capacity(2 + reason.len());
+    payload.extend_from_slice(&code.to_be_bytes());
+    payload.extend_from_slice(reason.as_bytes());
+    encode(Opcode::Close, &payload)
+}
+
+/// A frame received from a client, unmasked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientFrame {
+    /// The opcode.
+    pub opcode: Opcode,
+    /// Final fragment flag.
+    pub fin: bool,
+    /// Unmasked payload.
+    pub payload: Bytes,
+}
+
+/// Why a client's bytes were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Reserved bits set (no extensions are negotiated).
+    #[error("reserved bits set in WebSocket frame")]
+    ReservedBits,
+    /// Unknown opcode.
+    #[error("unknown WebSocket opcode {0:#x}")]
+    BadOpcode(u8),
+    /// Client frames must be masked.
+    #[error("unmasked client frame")]
+    Unmasked,
+    /// Payload over the limit.
+    #[error("WebSocket frame of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Announced length.
+        len: u64,
+        /// Limit.
+        max: usize,
+    },
+    /// Control frames must be final and at most 125 bytes.
+    #[error("invalid WebSocket control frame")]
+    BadControl,
+}
+
+/// Takes one client frame off the front of `buf`, or `Ok(None)` if more bytes are needed.
+pub fn decode_client(buf: &mut BytesMut, max_payload: usize) -> Result<Option<ClientFrame>, FrameError> {
+    if buf.len() < 2 {
+        return Ok(None);
+    }
+    let b0 = buf[0];
+    let b1 = buf[1];
+    if b0 & 0x70 != 0 {
+        return Err(FrameError::ReservedBits);
+    }
+    let opcode = Opcode::from_u8(b0 & 0x0f).ok_or(FrameError::BadOpcode(b0 & 0x0f))?;
+    let fin = b0 & 0x80 != 0;
+    if b1 & 0x80 == 0 {
+        return Err(FrameError::Unmasked);
+    }
+    let (len, mut at) = match b1 & 0x7f {
+        126 => {
+            if buf.len() < 4 {
+                return Ok(None);
+            }
+            (u16::from_be_bytes([buf[2], buf[3]]) as u64, 4)
+        }
+        127 => {
+            if buf.len() < 10 {
+                return Ok(None);
+            }
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&buf[2..10]);
+            (u64::from_be_bytes(b), 10)
+        }
+        n => (n as u64, 2),
+    };
+    let is_control = matches!(opcode, Opcode::Close | Opcode::Ping | Opcode::Pong);
+    if is_control && (!fin || len > 125) {
+        return Err(FrameError::BadControl);
+    }
+    if len > max_payload as u64 {
+        return Err(FrameError::TooLarge {
+            len,
+            max: max_payload,
+        });
+    }
+    let len = len as usize;
+    if buf.len() < at + 4 + len {
+        return Ok(None);
+    }
+    let mask = [buf[at], buf[at + 1], buf[at + 2], buf[at + 3]];
+    at += 4;
+    buf.advance(at);
+    let mut payload = buf.split_to(len);
+    for (i, b) in payload.iter_mut().enumerate() {
+        *b ^= mask[i & 3];
+    }
+    Ok(Some(ClientFrame {
+        opcode,
+        fin,
+        payload: payload.freeze(),
+    }))
+}
+
+/// The `Sec-WebSocket-Accept` value for a client's `Sec-WebSocket-Key`.
+pub fn accept_key(key: &[u8]) -> String {
+    use base64::Engine;
+    use sha1::{Digest, Sha1};
+    let mut sha = Sha1::new();
+    sha.update(key);
+    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(sha.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn masked(opcode: u8, payload: &[u8]) -> BytesMut {
+        let mask = [1u8, 2, 3, 4];
+        let mut out = BytesMut::new();
+        out.put_u8(0x80 | opcode);
+        assert!(payload.len() < 126);
+        out.put_u8(0x80 | payload.len() as u8);
+        out.put_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+        out
+    }
+
+    #[test]
+    fn rfc_accept_key() {
+        // The example from RFC 6455 section 1.3.
+        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kG+xGzo2xK0s+Q=");
+    }
+
+    #[test]
+    fn header_lengths() {
+        for (len, hdr) in [(5usize, 2usize), (126, 4), (65535, 4), (65536, 10)] {
+            let mut b = BytesMut::new();
+            put_header(&mut b, Opcode::Binary, len);
+            assert_eq!(b.len(), hdr, "len {len}");
+            assert_eq!(b[0], 0x82);
+        }
+    }
+
+    #[test]
+    fn decodes_masked_and_partial() {
+        let mut buf = masked(0x9, b"hi");
+        let whole = buf.clone();
+        let mut part = BytesMut::from(&whole[..3]);
+        assert_eq!(decode_client(&mut part, 100), Ok(None));
+        let f = decode_client(&mut buf, 100).unwrap().unwrap();
+        assert_eq!(f.opcode, Opcode::Ping);
+        assert_eq!(&f.payload[..], b"hi");
+        assert!(buf.is_empty());
+        let mut unmasked = BytesMut::from(&[0x82u8, 0x01, 0x00][..]);
+        assert_eq!(decode_client(&mut unmasked, 100), Err(FrameError::Unmasked));
+        let mut big = masked(0x2, &[0u8; 100]);
+        assert!(matches!(decode_client(&mut big, 10), Err(FrameError::TooLarge { .. })));
+    }
+}

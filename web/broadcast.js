@@ -1,0 +1,390 @@
+// broadcast.js — publishes the browser's camera to /ws/publish/{stream}: getUserMedia ->
+// <video> preview -> (Offscreen)canvas -> JPEG -> VSWA frame -> one binary WebSocket
+// message per frame. Skips frames (counted, sequence still advances) while the socket has
+// over ~1 MB buffered or the previous encode is still running. Reconnects with backoff.
+// ?autostart=1&width=640&height=480&fps=15&quality=0.8 starts without a click (tests).
+// Exposes window.vswaBroadcast = {sent, skipped, fps, state, viewers, ...}.
+import { buildFrame, FLAGS, wsUrl, streamFromPath, tokenFromQuery, withToken, backoffMs, STREAM_NAME_RE } from './vswa.js';
+
+const MAX_BUFFERED = 1 << 20; // skip frames while more than ~1 MB waits in the socket
+const stream = streamFromPath();
+const params = new URLSearchParams(location.search);
+const $ = (id) => document.getElementById(id);
+const video = $('preview');
+
+const B = {
+  sent: 0, skipped: 0, fps: 0, kbps: 0, viewers: 0, bytes: 0,
+  width: 0, height: 0, sequence: -1, state: 'idle', message: '',
+};
+window.vswaBroadcast = B;
+
+let running = false;
+let media = null;
+let ws = null;
+let gotHello = false;
+let maxPayload = Infinity;
+let attempt = 0;
+let failedBeforeHello = 0;
+let nextSeq = 0n;
+let encoding = false;
+let retryTimer = null;
+let countdownTimer = null;
+let cameraRetryTimer = null;
+let canvas = null;
+const sendLog = []; // {t, bytes} of sent frames in the last 2 s
+
+// ---- UI helpers ----
+
+function settings() {
+  const [width, height] = $('resolution').value.split('x').map(Number);
+  return { width, height, fps: Number($('fps').value), quality: Number($('quality').value) };
+}
+
+function setState(state, message = B.message, kind = '') {
+  B.state = state;
+  B.message = message;
+  $('st-state').textContent = state;
+  const badge = $('state-badge');
+  badge.textContent = state === 'live' ? 'live' : state.split(/[ :]/)[0];
+  badge.classList.toggle('live', state === 'live');
+  const msg = $('message');
+  msg.textContent = message;
+  msg.className = 'message' + (kind ? ` ${kind}` : state.startsWith('error') ? ' error' : state.startsWith('reconnecting') ? ' warn' : '');
+  $('start-btn').disabled = running;
+  $('stop-btn').disabled = !running;
+}
+
+function renderStats() {
+  const now = performance.now();
+  while (sendLog.length && sendLog[0].t < now - 2000) sendLog.shift();
+  const span = sendLog.length > 1 ? Math.max(now - sendLog[0].t, 1) : 2000;
+  B.fps = sendLog.length > 1 ? ((sendLog.length - 1) * 1000) / span : 0;
+  B.kbps = sendLog.reduce((s, e) => s + e.bytes, 0) * 8 / span;
+  $('st-fps').textContent = B.fps.toFixed(1);
+  $('st-kbps').textContent = Math.round(B.kbps).toString();
+  $('st-viewers').textContent = String(B.viewers);
+  $('st-sent').textContent = String(B.sent);
+  $('st-skipped').textContent = String(B.skipped);
+  $('st-size').textContent = B.width ? `${B.width}×${B.height}` : '–';
+}
+
+// ---- camera ----
+
+function cameraError(e) {
+  switch (e && e.name) {
+    case 'NotAllowedError':
+    case 'SecurityError':
+      return 'Camera access was denied. Allow the camera for this site (icon in the address bar) and press Start again.';
+    case 'NotFoundError':
+    case 'DevicesNotFoundError':
+    case 'OverconstrainedError':
+      return 'No camera found. Connect a camera (or use vswa-send with --source test) and press Start again.';
+    case 'NotReadableError':
+    case 'TrackStartError':
+    case 'AbortError':
+      return 'The camera could not be started; another application may be using it.';
+    default:
+      return `Camera error: ${(e && (e.message || e.name)) || e}`;
+  }
+}
+
+async function startCamera() {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    throw Object.assign(new Error('Camera access needs a secure context: open this page over https:// or on localhost.'), { name: 'InsecureContext' });
+  }
+  const s = settings();
+  media = await navigator.mediaDevices.getUserMedia({
+    audio: false,
+    video: { width: { ideal: s.width }, height: { ideal: s.height }, frameRate: { ideal: s.fps } },
+  });
+  const track = media.getVideoTracks()[0];
+  track.addEventListener('ended', onCameraLost);
+  video.srcObject = media;
+  await video.play().catch(() => {});
+  $('banner').classList.add('hidden');
+}
+
+function stopCamera() {
+  if (media) media.getTracks().forEach((t) => { t.removeEventListener('ended', onCameraLost); t.stop(); });
+  media = null;
+  video.srcObject = null;
+  $('banner').classList.remove('hidden');
+}
+
+function onCameraLost() {
+  if (!running) return;
+  stopCamera();
+  setState('error: camera lost', 'The camera stopped or was unplugged; trying to reopen it…');
+  const retry = async () => {
+    if (!running) return;
+    try {
+      await startCamera();
+      setState(ws && gotHello ? 'live' : 'connecting', '');
+    } catch {
+      cameraRetryTimer = setTimeout(retry, 2000);
+    }
+  };
+  cameraRetryTimer = setTimeout(retry, 2000);
+}
+
+async function applySettings() {
+  if (!running || !media) return;
+  startClock();
+  const s = settings();
+  const track = media.getVideoTracks()[0];
+  try {
+    await track.applyConstraints({ width: { ideal: s.width }, height: { ideal: s.height }, frameRate: { ideal: s.fps } });
+  } catch (e) {
+    console.warn('vswa: applyConstraints failed:', e);
+  }
+}
+
+// ---- capture, encode, send ----
+
+// Timers of a background tab are throttled to about 1 Hz, a dedicated worker's are not:
+// the capture clock ticks in a tiny worker, with a plain setInterval as the fallback.
+let clockWorker = null;
+let clockTimer = null;
+
+function startClock() {
+  const ms = 1000 / settings().fps;
+  clearInterval(clockTimer);
+  clockTimer = null;
+  if (clockWorker === null) {
+    try {
+      const src = 'let t; onmessage = (e) => { clearInterval(t); if (e.data > 0) t = setInterval(() => postMessage(0), e.data); };';
+      clockWorker = new Worker(URL.createObjectURL(new Blob([src], { type: 'text/javascript' })));
+      clockWorker.onmessage = captureOne;
+      clockWorker.onerror = () => { clockWorker = false; if (running) startClock(); };
+    } catch {
+      clockWorker = false; // e.g. a Content-Security-Policy without blob: workers
+    }
+  }
+  if (clockWorker) clockWorker.postMessage(ms);
+  else clockTimer = setInterval(captureOne, ms);
+}
+
+function stopClock() {
+  if (clockWorker) clockWorker.postMessage(0);
+  clearInterval(clockTimer);
+  clockTimer = null;
+}
+
+function captureOne() {
+  if (!running || !ws || ws.readyState !== WebSocket.OPEN || !gotHello) return;
+  const track = media && media.getVideoTracks()[0];
+  if (!track || track.readyState !== 'live' || video.readyState < 2 || !video.videoWidth) return;
+  const sequence = nextSeq++;
+  B.sequence = Number(sequence);
+  if (encoding || ws.bufferedAmount > MAX_BUFFERED) {
+    B.skipped++;
+    return;
+  }
+  encoding = true;
+  encodeAndSend(sequence).catch((e) => console.warn('vswa: encode failed:', e)).finally(() => { encoding = false; });
+}
+
+async function encodeAndSend(sequence) {
+  const s = settings();
+  const vw = video.videoWidth;
+  const vh = video.videoHeight;
+  // Encode at the camera's size, scaled down to fit the chosen resolution if larger.
+  const scale = Math.min(1, s.width / vw, s.height / vh);
+  const w = Math.max(2, Math.round(vw * scale));
+  const h = Math.max(2, Math.round(vh * scale));
+  if (!canvas || canvas.width !== w || canvas.height !== h) {
+    canvas = typeof OffscreenCanvas !== 'undefined' ? new OffscreenCanvas(w, h) : Object.assign(document.createElement('canvas'), { width: w, height: h });
+  }
+  const ctx = canvas.getContext('2d');
+  const timestampUs = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000));
+  ctx.drawImage(video, 0, 0, w, h);
+  const blob = canvas.convertToBlob
+    ? await canvas.convertToBlob({ type: 'image/jpeg', quality: s.quality })
+    : await new Promise((resolve) => canvas.toBlob(resolve, 'image/jpeg', s.quality));
+  if (!blob) throw new Error('the browser produced no JPEG');
+  const jpeg = new Uint8Array(await blob.arrayBuffer());
+  if (jpeg.length > maxPayload) {
+    B.skipped++;
+    setState(B.state, `A frame of ${jpeg.length} bytes is over the relay's limit of ${maxPayload}; lower the resolution or quality.`, 'warn');
+    return;
+  }
+  if (!ws || ws.readyState !== WebSocket.OPEN) { B.skipped++; return; }
+  const frame = buildFrame({ sequence, timestampUs, width: w, height: h, flags: FLAGS.KEYFRAME }, jpeg);
+  ws.send(frame);
+  B.sent++;
+  B.bytes += frame.length;
+  B.width = w;
+  B.height = h;
+  sendLog.push({ t: performance.now(), bytes: frame.length });
+}
+
+// ---- WebSocket ----
+
+function connect() {
+  clearTimeout(retryTimer);
+  clearInterval(countdownTimer);
+  gotHello = false;
+  setState('connecting');
+  const sock = new WebSocket(wsUrl(`/ws/publish/${encodeURIComponent(stream)}`, $('token').value.trim()));
+  sock.binaryType = 'arraybuffer';
+  ws = sock;
+  sock.onmessage = (ev) => { if (ws === sock && typeof ev.data === 'string') onControl(ev.data); };
+  sock.onclose = (ev) => { if (ws === sock) onClose(ev); };
+  sock.onerror = () => {};
+}
+
+function onControl(text) {
+  let msg;
+  try { msg = JSON.parse(text); } catch { return; }
+  if (msg.type === 'hello') {
+    gotHello = true;
+    attempt = 0;
+    failedBeforeHello = 0;
+    maxPayload = Number(msg.max_payload_len) > 0 ? Number(msg.max_payload_len) - 32 : Infinity;
+    setState('live', '');
+  } else if (msg.type === 'viewers') {
+    B.viewers = Number(msg.count) || 0;
+    renderStats();
+  } else if (msg.type === 'error') {
+    const explain = {
+      unauthorized: 'The relay refused the publish token. Enter the right token and press Start again.',
+      stream_busy: `Stream "${stream}" already has a publisher. Retrying until it is free.`,
+      invalid_stream_name: 'Stream names are 1-64 characters of A-Z, a-z, 0-9, _ and -.',
+      frame_too_large: 'A frame was too large for the relay; lower the resolution or quality.',
+      too_many_streams: 'The relay has too many streams right now; retrying.',
+    }[msg.code];
+    const fatal = ['unauthorized', 'invalid_stream_name', 'bad_request'].includes(msg.code);
+    setState(`error: ${msg.code}`, explain || msg.message || msg.code);
+    if (fatal) stop(`error: ${msg.code}`, B.message);
+  }
+}
+
+function onClose(ev) {
+  ws = null;
+  gotHello = false;
+  if (!running) return;
+  if (ev.code === 4401 || ev.code === 4400) {
+    stop(B.state.startsWith('error') ? B.state : `error: refused (close ${ev.code})`, B.message || ev.reason);
+    return;
+  }
+  let message = B.state.startsWith('error') ? B.message : '';
+  let unreachable = false;
+  if (ev.code === 1006 && B.state === 'connecting') {
+    failedBeforeHello++;
+    if (failedBeforeHello >= 2) {
+      unreachable = true;
+      message = 'Relay unreachable or token refused. Check that the relay is running and the publish token is right.';
+    }
+  } else if (!message && ev.code !== 1000) {
+    message = `Connection lost (close code ${ev.code}${ev.reason ? `: ${ev.reason}` : ''}).`;
+  }
+  const busy = B.state === 'error: stream_busy';
+  const delay = Math.max(backoffMs(attempt++), busy ? 3000 : 0);
+  const until = Date.now() + delay;
+  const tick = () => {
+    const s = Math.max(1, Math.ceil((until - Date.now()) / 1000));
+    const state = unreachable ? `error: relay unreachable or token refused (reconnecting in ${s}s)`
+      : busy ? `error: stream busy (reconnecting in ${s}s)` : `reconnecting in ${s}s`;
+    setState(state, message);
+  };
+  tick();
+  countdownTimer = setInterval(tick, 250);
+  retryTimer = setTimeout(connect, delay);
+}
+
+// ---- start / stop ----
+
+async function start() {
+  if (running) return;
+  if (!STREAM_NAME_RE.test(stream)) {
+    setState('error: invalid stream name', 'Stream names are 1-64 characters of A-Z, a-z, 0-9, _ and -.');
+    return;
+  }
+  running = true;
+  nextSeq = 0n;
+  attempt = 0;
+  failedBeforeHello = 0;
+  setState('starting camera', '');
+  try {
+    await startCamera();
+  } catch (e) {
+    running = false;
+    stopCamera();
+    setState(`error: ${e.name || 'camera'}`, cameraError(e));
+    return;
+  }
+  if (!running) { stopCamera(); return; } // stopped while the permission prompt was open
+  connect();
+  startClock();
+}
+
+function stop(state = 'stopped', message = '') {
+  running = false;
+  stopClock();
+  clearTimeout(retryTimer);
+  clearTimeout(cameraRetryTimer);
+  clearInterval(countdownTimer);
+  const sock = ws;
+  ws = null;
+  if (sock && sock.readyState === WebSocket.OPEN) {
+    try {
+      if (gotHello) {
+        const now = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000));
+        sock.send(buildFrame({ sequence: nextSeq++, timestampUs: now, width: B.width, height: B.height, flags: FLAGS.END_OF_STREAM }, new Uint8Array(0)));
+      }
+      sock.close(1000, 'stopped');
+    } catch { /* already closing */ }
+  } else if (sock) {
+    sock.close();
+  }
+  gotHello = false;
+  B.viewers = 0;
+  stopCamera();
+  setState(state, message);
+  renderStats();
+}
+
+// ---- page setup ----
+
+function clamp(v, lo, hi, dflt) {
+  const n = Number(v);
+  return Number.isFinite(n) ? Math.min(hi, Math.max(lo, n)) : dflt;
+}
+
+function init() {
+  const enc = encodeURIComponent(stream);
+  $('stream-name').textContent = stream || '(none)';
+  document.title = `Broadcast ${stream} — VSWA`;
+  $('view-link').href = withToken(`/view/${enc}`, tokenFromQuery());
+  $('token').value = tokenFromQuery();
+  if (params.has('width') && params.has('height')) {
+    const value = `${Math.round(clamp(params.get('width'), 16, 4096, 640))}x${Math.round(clamp(params.get('height'), 16, 4096, 480))}`;
+    const sel = $('resolution');
+    if (![...sel.options].some((o) => o.value === value)) sel.add(new Option(value.replace('x', '×'), value));
+    sel.value = value;
+  }
+  if (params.has('fps')) $('fps').value = String(Math.round(clamp(params.get('fps'), 5, 60, 15)));
+  if (params.has('quality')) $('quality').value = String(clamp(params.get('quality'), 0.1, 1, 0.8));
+  const showValues = () => {
+    $('fps-value').textContent = $('fps').value;
+    $('quality-value').textContent = Number($('quality').value).toFixed(2);
+  };
+  showValues();
+  $('fps').addEventListener('input', showValues);
+  $('quality').addEventListener('input', showValues);
+  $('resolution').addEventListener('change', applySettings);
+  $('fps').addEventListener('change', applySettings);
+  $('controls').addEventListener('submit', (e) => { e.preventDefault(); start(); });
+  $('stop-btn').addEventListener('click', () => stop());
+  window.addEventListener('pagehide', () => { if (running) stop(); });
+  setInterval(renderStats, 500);
+  if (!STREAM_NAME_RE.test(stream)) {
+    setState('error: invalid stream name', 'Stream names are 1-64 characters of A-Z, a-z, 0-9, _ and -.');
+    $('start-btn').disabled = true;
+    return;
+  }
+  setState('idle', '');
+  if (params.get('autostart') === '1' || params.get('autostart') === 'true') start();
+}
+
+init();

@@ -1,0 +1,130 @@
+// vswa.test.mjs — checks web/vswa.js against the hex test vectors in docs/PROTOCOL.md,
+// byte for byte. Run: node --test web/tests/
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import {
+  MAGIC, VERSION, HEADER_LEN, FLAGS, CODEC_JPEG,
+  parseFrame, buildFrame, wsUrl, streamFromPath, tokenFromQuery, withToken, STREAM_NAME_RE,
+} from '../vswa.js';
+
+const doc = readFileSync(fileURLToPath(new URL('../../docs/PROTOCOL.md', import.meta.url)), 'utf8');
+
+function vectors(text) {
+  const out = new Map();
+  const re = /```hex vector=([A-Za-z0-9_-]+)\n([\s\S]*?)```/g;
+  for (const m of text.matchAll(re)) {
+    const hex = m[2].replace(/\s+/g, '');
+    assert.match(hex, /^([0-9a-fA-F]{2})*$/, `vector ${m[1]} is not hex`);
+    out.set(m[1], Uint8Array.from(hex.match(/../g) || [], (h) => parseInt(h, 16)));
+  }
+  return out;
+}
+const V = vectors(doc);
+const hex = (b) => Buffer.from(b).toString('hex');
+// Copy into a fresh ArrayBuffer, as a WebSocket message would arrive.
+const msg = (b) => b.slice().buffer;
+
+test('doc contains every expected vector', () => {
+  for (const name of ['minimal-frame', 'all-flags-frame', 'recording-two-frames',
+    'bad-magic', 'unsupported-version', 'reserved-flags', 'truncated-payload']) {
+    assert.ok(V.has(name), `missing vector ${name}`);
+  }
+});
+
+test('constants', () => {
+  assert.deepEqual([...MAGIC], [0x56, 0x53, 0x57, 0x41]);
+  assert.equal(VERSION, 1);
+  assert.equal(HEADER_LEN, 32);
+  assert.equal(CODEC_JPEG, 1);
+  assert.deepEqual({ ...FLAGS }, { KEYFRAME: 1, END_OF_STREAM: 2, PLACEHOLDER: 4 });
+});
+
+test('minimal-frame: build and parse', () => {
+  const built = buildFrame({ sequence: 0n, timestampUs: 0n, width: 0, height: 0, flags: 0 }, new Uint8Array(0));
+  assert.equal(hex(built), hex(V.get('minimal-frame')));
+  const { header, payload } = parseFrame(msg(V.get('minimal-frame')));
+  assert.deepEqual(header, { codec: 1, flags: 0, payloadLen: 0, width: 0, height: 0, sequence: 0n, timestampUs: 0n });
+  assert.equal(payload.length, 0);
+});
+
+test('all-flags-frame: build and parse', () => {
+  const fields = {
+    sequence: 0x0102030405060708n, timestampUs: 1763720100123456n, width: 640, height: 480,
+    flags: FLAGS.KEYFRAME | FLAGS.END_OF_STREAM | FLAGS.PLACEHOLDER,
+  };
+  const payload = new Uint8Array([0xff, 0xd8, 0xff, 0xd9]);
+  assert.equal(hex(buildFrame(fields, payload)), hex(V.get('all-flags-frame')));
+  const parsed = parseFrame(msg(V.get('all-flags-frame')));
+  assert.deepEqual(parsed.header, { codec: 1, flags: 7, payloadLen: 4, ...fields });
+  assert.equal(hex(parsed.payload), 'ffd8ffd9');
+  // Uint8Array input (not only ArrayBuffer) is accepted too, including a subarray view.
+  const padded = new Uint8Array(V.get('all-flags-frame').length + 3);
+  padded.set(V.get('all-flags-frame'), 3);
+  assert.equal(parseFrame(padded.subarray(3)).header.sequence, fields.sequence);
+});
+
+test('buildFrame accepts plain numbers for sequence and timestamp', () => {
+  const f = buildFrame({ sequence: 1, timestampUs: 1763720100033333, width: 320, height: 240, flags: FLAGS.KEYFRAME },
+    new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 0xff, 0xd9]));
+  assert.equal(parseFrame(f).header.timestampUs, 1763720100033333n);
+  assert.throws(() => buildFrame({ flags: 8 }), /reserved flags/);
+});
+
+test('invalid vectors are rejected with the named error', () => {
+  assert.throws(() => parseFrame(msg(V.get('bad-magic'))), /bad magic/);
+  assert.throws(() => parseFrame(msg(V.get('unsupported-version'))), /unsupported version/);
+  assert.throws(() => parseFrame(msg(V.get('reserved-flags'))), /reserved flags/);
+  assert.throws(() => parseFrame(msg(V.get('truncated-payload'))), /truncated/);
+});
+
+test('other invalid inputs', () => {
+  const good = V.get('all-flags-frame');
+  const codec = good.slice(); codec[5] = 2;
+  assert.throws(() => parseFrame(codec), /unknown codec/);
+  const codec0 = good.slice(); codec0[5] = 0;
+  assert.throws(() => parseFrame(codec0), /unknown codec/);
+  const trailing = new Uint8Array(good.length + 1); trailing.set(good);
+  assert.throws(() => parseFrame(trailing), /trailing bytes/);
+  assert.throws(() => parseFrame(good.subarray(0, 20)), /truncated/);
+  assert.throws(() => parseFrame(new Uint8Array(0)), /truncated/);
+  assert.throws(() => parseFrame(new Uint8Array([0x00, 0x53])), /bad magic/);
+});
+
+test('recording-two-frames: frames split out of the file parse to the documented values', () => {
+  const file = V.get('recording-two-frames');
+  assert.equal(Buffer.from(file.subarray(0, 8)).toString('latin1'), 'VSWA-REC');
+  assert.equal(file[8], 1);
+  const frames = [];
+  let off = 16;
+  while (off < file.length) {
+    const len = new DataView(file.buffer, file.byteOffset + off + 8, 4).getUint32(0);
+    frames.push(parseFrame(msg(file.subarray(off, off + HEADER_LEN + len))));
+    off += HEADER_LEN + len;
+  }
+  assert.equal(off, file.length);
+  assert.equal(frames.length, 2);
+  assert.deepEqual(frames[0].header, { codec: 1, flags: FLAGS.KEYFRAME, payloadLen: 4, width: 320, height: 240, sequence: 0n, timestampUs: 1763720100000000n });
+  assert.equal(hex(frames[0].payload), 'ffd8ffd9');
+  assert.deepEqual(frames[1].header, { codec: 1, flags: FLAGS.KEYFRAME, payloadLen: 6, width: 320, height: 240, sequence: 1n, timestampUs: 1763720100033333n });
+  assert.equal(hex(frames[1].payload), 'ffd8ffe0ffd9');
+  // Rebuilding both frames reproduces the file byte for byte.
+  const rebuilt = [file.subarray(0, 16), ...frames.map((f) => buildFrame(f.header, f.payload))];
+  assert.equal(rebuilt.map(hex).join(''), hex(file));
+});
+
+test('URL helpers', () => {
+  assert.equal(wsUrl('/ws/watch/demo', 'a b', { protocol: 'http:', host: 'h:8080' }), 'ws://h:8080/ws/watch/demo?token=a%20b');
+  assert.equal(wsUrl('/ws/publish/x', '', { protocol: 'https:', host: 'h' }), 'wss://h/ws/publish/x');
+  assert.equal(streamFromPath('/view/demo'), 'demo');
+  assert.equal(streamFromPath('/broadcast/cam_1/'), 'cam_1');
+  assert.equal(tokenFromQuery('?token=s3cr%2Bt&x=1'), 's3cr+t');
+  assert.equal(tokenFromQuery(''), '');
+  assert.equal(withToken('/snapshot/a.jpg', 't'), '/snapshot/a.jpg?token=t');
+  assert.equal(withToken('/snapshot/a.jpg?t=1', 't'), '/snapshot/a.jpg?t=1&token=t');
+  assert.equal(withToken('/x', ''), '/x');
+  assert.ok(STREAM_NAME_RE.test('a-B_9'));
+  assert.ok(!STREAM_NAME_RE.test('a b'));
+  assert.ok(!STREAM_NAME_RE.test('x'.repeat(65)));
+});

@@ -1,0 +1,281 @@
+// view.js — the web viewer: connects to /ws/watch/{stream}, decodes each JPEG frame with
+// createImageBitmap and draws it on <canvas id="video">. Never builds a backlog: while a
+// frame decodes only the newest pending one is kept (the replaced ones count as dropped,
+// as do sequence gaps). Shows fps/latency/resolution/drops/state in #overlay, reconnects
+// with backoff, and exposes window.vswaStats for tests.
+import { parseFrame, FLAGS, wsUrl, streamFromPath, tokenFromQuery, withToken, backoffMs, STREAM_NAME_RE } from './vswa.js';
+
+const stream = streamFromPath();
+const token = tokenFromQuery();
+const $ = (id) => document.getElementById(id);
+const canvas = $('video');
+const ctx = canvas.getContext('2d');
+
+const stats = {
+  frames: 0, // frames drawn
+  received: 0, // binary frames received
+  fps: 0,
+  latencyMs: null,
+  width: 0,
+  height: 0,
+  dropped: 0, // local replacements + sequence gaps
+  droppedLocal: 0,
+  droppedGaps: 0,
+  invalid: 0,
+  sequence: null,
+  placeholder: false,
+  state: 'connecting',
+  message: '',
+};
+window.vswaStats = stats;
+
+let ws = null;
+let attempt = 0; // consecutive failed connection attempts
+let failedBeforeHello = 0; // consecutive closes (1006 etc.) before any hello
+let gotHello = false;
+let fatal = false;
+let retryTimer = null;
+let countdownTimer = null;
+let lastSeq = null;
+let pending = null;
+let decoding = false;
+const drawTimes = []; // ms timestamps of drawn frames, last second
+
+function setState(state, message = '') {
+  stats.state = state;
+  stats.message = message;
+  const banner = $('banner');
+  const showBanner = state !== 'live' || stats.frames === 0;
+  banner.textContent = showBanner ? bannerText() : '';
+  banner.classList.toggle('hidden', !showBanner);
+  $('stage').classList.toggle('stale', state !== 'live');
+  const msg = $('message');
+  msg.textContent = message;
+  msg.className = 'message' + (state.startsWith('error') ? ' error' : state.startsWith('reconnecting') ? ' warn' : '');
+  const badge = $('live-badge');
+  badge.textContent = state === 'live' ? 'live' : state === 'ended' ? 'ended' : 'offline';
+  badge.classList.toggle('live', state === 'live');
+  renderOverlay();
+}
+
+function bannerText() {
+  switch (stats.state) {
+    case 'live': return 'live — waiting for the first frame…';
+    case 'ended': return 'ended — waiting for the publisher to return';
+    case 'waiting for publisher': return 'waiting for the publisher…';
+    default: return stats.state;
+  }
+}
+
+function renderOverlay() {
+  const lat = stats.latencyMs == null ? '–' : `${Math.round(stats.latencyMs)} ms`;
+  const res = stats.width ? `${stats.width}×${stats.height}` : '–';
+  $('overlay').textContent =
+    `${stats.state}${stats.placeholder ? ' (no signal)' : ''}\n` +
+    `${stats.fps.toFixed(1)} fps  latency ${lat}\n` +
+    `${res}  dropped ${stats.dropped}  frames ${stats.frames}`;
+}
+
+// ---- connection ----
+
+function connect() {
+  clearTimers();
+  gotHello = false;
+  lastSeq = null;
+  setState('connecting', stats.message);
+  let sock;
+  try {
+    sock = new WebSocket(wsUrl(`/ws/watch/${encodeURIComponent(stream)}`, token));
+  } catch (e) {
+    fatal = true;
+    setState(`error: ${e.message}`, `Cannot open the WebSocket: ${e.message}`);
+    return;
+  }
+  sock.binaryType = 'arraybuffer';
+  ws = sock;
+  sock.onmessage = (ev) => { if (ws === sock) (typeof ev.data === 'string' ? onControl(ev.data) : onBinary(ev.data)); };
+  sock.onclose = (ev) => { if (ws === sock) onClose(ev); };
+  sock.onerror = () => {}; // details arrive in onclose
+}
+
+function onControl(text) {
+  let msg;
+  try { msg = JSON.parse(text); } catch { return; }
+  switch (msg.type) {
+    case 'hello':
+      gotHello = true;
+      attempt = 0;
+      failedBeforeHello = 0;
+      setState(msg.live ? 'live' : 'waiting for publisher');
+      break;
+    case 'end':
+      lastSeq = null;
+      setState('ended', msg.reason === 'shutdown'
+        ? 'The relay is shutting down.'
+        : 'The publisher left — waiting for it to return.');
+      break;
+    case 'error': {
+      const text = `${msg.code || 'error'}: ${msg.message || ''}`.trim();
+      if (msg.code === 'unauthorized' || msg.code === 'invalid_stream_name' || msg.code === 'bad_request') fatal = true;
+      setState(`error: ${text}`, explainError(msg.code, msg.message));
+      break;
+    }
+    default: break; // unknown types are ignored (PROTOCOL.md section 4)
+  }
+}
+
+function explainError(code, message) {
+  switch (code) {
+    case 'unauthorized': return 'The relay refused the token. Open this page with ?token=YOUR_VIEW_TOKEN.';
+    case 'invalid_stream_name': return 'Stream names are 1-64 characters of A-Z, a-z, 0-9, _ and -.';
+    case 'too_many_viewers': return 'The stream has too many viewers right now; retrying.';
+    default: return message || code || 'error';
+  }
+}
+
+function onClose(ev) {
+  ws = null;
+  pending = null;
+  if (stats.state.startsWith('error') && fatal) return;
+  if (fatal || ev.code === 4401 || ev.code === 4400) {
+    fatal = true;
+    if (!stats.state.startsWith('error')) {
+      setState(`error: ${ev.code === 4401 ? 'unauthorized' : 'refused'} (close ${ev.code})`,
+        ev.reason || explainError(ev.code === 4401 ? 'unauthorized' : 'invalid_stream_name'));
+    }
+    return;
+  }
+  let message = stats.state.startsWith('error') ? stats.message : '';
+  if (!gotHello) {
+    failedBeforeHello++;
+    if (failedBeforeHello >= 2) {
+      message = `Relay unreachable or token refused (close code ${ev.code}). Check that the relay runs and the ?token= in the URL.`;
+    }
+  } else if (!message && ev.code !== 1000) {
+    message = `Connection lost (close code ${ev.code}${ev.reason ? `: ${ev.reason}` : ''}).`;
+  }
+  scheduleReconnect(message, failedBeforeHello >= 2);
+}
+
+function scheduleReconnect(message, unreachable) {
+  const delay = backoffMs(attempt++);
+  const until = Date.now() + delay;
+  const tick = () => {
+    const s = Math.max(1, Math.ceil((until - Date.now()) / 1000));
+    setState(unreachable ? `error: relay unreachable or token refused (reconnecting in ${s}s)` : `reconnecting in ${s}s`, message);
+  };
+  tick();
+  countdownTimer = setInterval(tick, 250);
+  retryTimer = setTimeout(connect, delay);
+}
+
+function clearTimers() {
+  clearTimeout(retryTimer);
+  clearInterval(countdownTimer);
+  retryTimer = countdownTimer = null;
+}
+
+// ---- frames ----
+
+function onBinary(buf) {
+  let frame;
+  try {
+    frame = parseFrame(buf);
+  } catch (e) {
+    stats.invalid++;
+    console.warn('vswa: invalid frame:', e.message);
+    return;
+  }
+  const { header } = frame;
+  stats.received++;
+  const seq = header.sequence;
+  if (lastSeq !== null && seq > lastSeq + 1n) {
+    const gap = Number(seq - lastSeq - 1n);
+    stats.droppedGaps += gap;
+    stats.dropped += gap;
+  }
+  lastSeq = seq; // a sequence that goes backwards (publisher restart) just resets counting
+  stats.sequence = Number(seq);
+  if (stats.state !== 'live') setState('live');
+  if (header.flags & FLAGS.END_OF_STREAM && frame.payload.length === 0) {
+    setState('ended', 'The publisher ended the stream.');
+    return;
+  }
+  if (pending) {
+    stats.droppedLocal++;
+    stats.dropped++;
+  }
+  pending = frame;
+  if (!decoding) pump();
+}
+
+async function pump() {
+  decoding = true;
+  while (pending) {
+    const { header, payload } = pending;
+    pending = null;
+    let bitmap;
+    try {
+      bitmap = await createImageBitmap(new Blob([payload], { type: 'image/jpeg' }));
+    } catch (e) {
+      stats.invalid++;
+      continue;
+    }
+    if (canvas.width !== bitmap.width || canvas.height !== bitmap.height) {
+      canvas.width = bitmap.width;
+      canvas.height = bitmap.height;
+    }
+    ctx.drawImage(bitmap, 0, 0);
+    bitmap.close();
+    const now = Date.now();
+    stats.frames++;
+    stats.width = canvas.width;
+    stats.height = canvas.height;
+    stats.placeholder = Boolean(header.flags & FLAGS.PLACEHOLDER);
+    stats.latencyMs = header.timestampUs > 0n ? (now * 1000 - Number(header.timestampUs)) / 1000 : null;
+    drawTimes.push(now);
+    if (stats.frames === 1 || !$('banner').classList.contains('hidden')) setState(stats.state, stats.message);
+    if (header.flags & FLAGS.END_OF_STREAM) setState('ended', 'The publisher ended the stream.');
+  }
+  decoding = false;
+}
+
+function updateFps() {
+  const now = Date.now();
+  while (drawTimes.length && drawTimes[0] < now - 2000) drawTimes.shift();
+  // fps over the last 2 s window, or since the first frame in it
+  stats.fps = drawTimes.length < 2 ? drawTimes.length / 2 : (drawTimes.length - 1) * 1000 / Math.max(now - drawTimes[0], 1);
+  if (drawTimes.length && now - drawTimes[drawTimes.length - 1] > 2000) stats.fps = 0;
+  renderOverlay();
+}
+
+// ---- page setup ----
+
+function init() {
+  const enc = encodeURIComponent(stream);
+  $('stream-name').textContent = stream || '(none)';
+  document.title = `${stream} — VSWA viewer`;
+  $('home-link').href = withToken('/', token);
+  $('mjpeg-link').href = withToken(`/stream/${enc}.mjpg`, token);
+  $('snapshot-link').href = withToken(`/snapshot/${enc}.jpg`, token);
+  $('broadcast-link').href = `/broadcast/${enc}`;
+  $('fullscreen-btn').onclick = toggleFullscreen;
+  $('overlay-btn').onclick = () => $('overlay').classList.toggle('hidden');
+  document.addEventListener('keydown', (e) => { if (e.key === 'f' && !e.ctrlKey && !e.metaKey && !e.altKey) toggleFullscreen(); });
+  canvas.addEventListener('dblclick', toggleFullscreen);
+  setInterval(updateFps, 250);
+  if (!STREAM_NAME_RE.test(stream)) {
+    fatal = true;
+    setState('error: invalid stream name', 'Stream names are 1-64 characters of A-Z, a-z, 0-9, _ and -.');
+    return;
+  }
+  connect();
+}
+
+function toggleFullscreen() {
+  const stage = $('stage');
+  if (document.fullscreenElement) document.exitFullscreen();
+  else if (stage.requestFullscreen) stage.requestFullscreen().catch(() => {});
+}
+
+init();
