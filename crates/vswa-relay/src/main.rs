@@ -1,4 +1,238 @@
-fn main() {
-    eprintln!("not implemented yet");
-    std::process::exit(2);
+//! `vswa-relay`: parses the command line and runs [`vswa_transport::relay::Relay`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use vswa_capture::{SourceConfig, SourceSpec};
+use vswa_codec::EncodeOptions;
+use vswa_protocol::StreamName;
+use vswa_transport::hub::HubConfig;
+use vswa_transport::pipeline::{feed_hub, OpenedSource, PipelineConfig};
+use vswa_transport::relay::{Relay, RelayConfig, TlsFiles};
+
+/// Relay live video: publishers send frames over WebSocket, viewers watch over
+/// WebSocket, in a browser, or as MJPEG over HTTP. One port serves everything.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+
+    /// Also publish a built-in moving test pattern as stream "demo".
+    #[arg(long)]
+    demo: bool,
+
+    /// Size of the demo stream, WxH.
+    #[arg(long, default_value = "640x480", value_parser = parse_size)]
+    demo_size: (u32, u32),
+
+    /// Frame rate of the demo stream.
+    #[arg(long, default_value_t = 30.0)]
+    demo_fps: f64,
+
+    /// Token publishers must present (Authorization: Bearer or ?token=).
+    #[arg(long, env = "VSWA_PUBLISH_TOKEN", hide_env_values = true)]
+    publish_token: Option<String>,
+
+    /// Token viewers must present (WebSocket, MJPEG and snapshots).
+    #[arg(long, env = "VSWA_VIEW_TOKEN", hide_env_values = true)]
+    view_token: Option<String>,
+
+    /// TLS certificate chain (PEM); with --tls-key serves https:// and wss://.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Largest accepted frame payload in bytes.
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    max_frame_bytes: u32,
+
+    /// Most streams at once.
+    #[arg(long, default_value_t = 256)]
+    max_streams: usize,
+
+    /// Most viewers per stream.
+    #[arg(long, default_value_t = 4096)]
+    max_viewers: usize,
+
+    /// Most viewers on the whole relay.
+    #[arg(long, default_value_t = 8192)]
+    max_viewers_total: usize,
+
+    /// Most open TCP connections.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
+
+    /// Frames a viewer may fall behind before it skips to the newest.
+    #[arg(long, default_value_t = 4)]
+    viewer_queue: usize,
+
+    /// Seconds a client has for the TLS handshake and request headers.
+    #[arg(long, default_value_t = 10.0)]
+    handshake_timeout: f64,
+
+    /// Seconds a publisher may send nothing before it is closed.
+    #[arg(long, default_value_t = 30.0)]
+    idle_timeout: f64,
+
+    /// Seconds between WebSocket pings.
+    #[arg(long, default_value_t = 15.0)]
+    ping_interval: f64,
+
+    /// Seconds a viewer may accept no data before it is disconnected.
+    #[arg(long, default_value_t = 10.0)]
+    stall_timeout: f64,
+
+    /// Seconds viewers wait for a publisher that left to return.
+    #[arg(long, default_value_t = 60.0)]
+    end_grace: f64,
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT"))?;
+    let parse = |v: &str| v.trim().parse::<u32>().ok().filter(|n| (1..=65535).contains(n));
+    match (parse(w), parse(h)) {
+        (Some(w), Some(h)) => Ok((w, h)),
+        _ => Err(format!("{s:?}: width and height must be 1-65535 pixels")),
+    }
+}
+
+fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
+    if !(v.is_finite() && v > 0.0) {
+        anyhow::bail!("--{name} must be a positive number of seconds");
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn config(args: &Args) -> anyhow::Result<RelayConfig> {
+    Ok(RelayConfig {
+        hub: HubConfig {
+            max_streams: args.max_streams,
+            max_viewers_per_stream: args.max_viewers,
+            max_viewers_total: args.max_viewers_total,
+            viewer_queue: args.viewer_queue.max(1),
+            max_payload_len: args.max_frame_bytes,
+        },
+        publish_token: args.publish_token.clone().filter(|t| !t.is_empty()),
+        view_token: args.view_token.clone().filter(|t| !t.is_empty()),
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        },
+        handshake_timeout: seconds("handshake-timeout", args.handshake_timeout)?,
+        idle_timeout: seconds("idle-timeout", args.idle_timeout)?,
+        ping_interval: seconds("ping-interval", args.ping_interval)?,
+        stall_timeout: seconds("stall-timeout", args.stall_timeout)?,
+        end_grace: seconds("end-grace", args.end_grace)?,
+        max_connections: args.max_connections,
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let config = config(&args)?;
+    let tls = config.tls.is_some();
+    let relay = Relay::new(config)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let scheme = if tls { "https" } else { "http" };
+    eprintln!("vswa-relay: listening on {scheme}://{addr}");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let demo = if args.demo {
+        let source = OpenedSource::open(PipelineConfig {
+            spec: SourceSpec::Test,
+            source: SourceConfig {
+                width: args.demo_size.0,
+                height: args.demo_size.1,
+                fps: Some(args.demo_fps),
+                loop_replay: false,
+            },
+            encode: EncodeOptions::default(),
+            encode_threads: 1,
+            count: None,
+            duration: None,
+        })?;
+        eprintln!("vswa-relay: demo stream at {scheme}://{addr}/view/demo");
+        let hub = relay.hub().clone();
+        let mut stop = stop_rx.clone();
+        let name = StreamName::new("demo").expect("valid name");
+        Some(tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = feed_hub(hub, name, source, stopped).await {
+                tracing::error!("demo stream stopped: {e}");
+            }
+        }))
+    } else {
+        None
+    };
+    relay
+        .serve(listener, async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        })
+        .await?;
+    if let Some(demo) = demo {
+        let _ = tokio::time::timeout(Duration::from_secs(2), demo).await;
+    }
+    eprintln!("vswa-relay: stopped");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vswa-relay: error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vswa-relay: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

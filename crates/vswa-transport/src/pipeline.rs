@@ -1,1 +1,450 @@
-//! placeholder
+//! Capture -> encode -> frames, pipelined: the source runs on its own thread, JPEG
+//! encoding on a pool of threads, and frames come out in capture order through a small
+//! bounded channel. Live sources drop frames (before encoding, so no work is wasted)
+//! when downstream is slower; file and pipe sources wait instead.
+//!
+//! [`send`] runs a pipeline into a [`Publisher`] (the `vswa-send` program);
+//! [`feed_hub`] runs one straight into a relay's hub (the relay's `--demo` stream).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use vswa_capture::{CaptureEnd, CaptureError, CaptureThread, FrameContent, Source, SourceConfig, SourceSpec};
+use vswa_codec::{EncodeOptions, EncoderPool, TrySubmitError};
+use vswa_protocol::{Flags, Frame, FrameHeader, StreamName};
+
+use crate::hub::Hub;
+use crate::publisher::{Publisher, PublisherConfig, PublisherStats};
+use crate::ClientError;
+
+/// What to capture and how to encode it.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// The source.
+    pub spec: SourceSpec,
+    /// Size, rate and looping for the source.
+    pub source: SourceConfig,
+    /// JPEG quality and subsampling for sources that deliver pixels.
+    pub encode: EncodeOptions,
+    /// Encoder threads (at least 1).
+    pub encode_threads: usize,
+    /// Stop after this many captured frames.
+    pub count: Option<u64>,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+}
+
+/// Why a pipeline or a send stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The source could not be opened or failed.
+    #[error("source: {0}")]
+    Capture(#[from] CaptureError),
+    /// The relay refused or could not be reached.
+    #[error("{0}")]
+    Client(#[from] ClientError),
+}
+
+/// Counters of a pipeline.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PipelineStats {
+    /// Frames the source produced (including ones dropped later).
+    pub captured: u64,
+    /// Frames dropped before encoding because the encoder or the consumer was behind.
+    pub dropped: u64,
+    /// Frames encoded.
+    pub encoded: u64,
+    /// JPEG frames passed through without re-encoding.
+    pub passthrough: u64,
+    /// Frames that failed to encode.
+    pub encode_errors: u64,
+    /// Mean encode time of recent frames, milliseconds.
+    pub encode_ms: f64,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    captured: AtomicU64,
+    dropped: AtomicU64,
+    encoded: AtomicU64,
+    passthrough: AtomicU64,
+    encode_errors: AtomicU64,
+    /// Exponential moving average of encode time, microseconds.
+    encode_us_avg: AtomicU64,
+    submitted: AtomicU64,
+    collected: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Tag {
+    sequence: u64,
+    timestamp_us: u64,
+    placeholder: bool,
+}
+
+/// A running capture -> encode pipeline.
+#[derive(Debug)]
+pub struct Pipeline {
+    rx: mpsc::Receiver<Frame>,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    live: bool,
+    description: String,
+    feeder: Option<JoinHandle<Result<(), CaptureError>>>,
+    collector: Option<JoinHandle<()>>,
+}
+
+/// A source opened but not yet started, so errors surface before connecting anywhere.
+pub struct OpenedSource {
+    source: Box<dyn Source>,
+    config: PipelineConfig,
+}
+
+impl std::fmt::Debug for OpenedSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedSource")
+            .field("source", &self.source.describe())
+            .finish()
+    }
+}
+
+impl OpenedSource {
+    /// Opens the configured source.
+    pub fn open(config: PipelineConfig) -> Result<OpenedSource, CaptureError> {
+        let source = vswa_capture::open(&config.spec, &config.source)?;
+        Ok(OpenedSource { source, config })
+    }
+
+    /// A one-line description of the source.
+    pub fn describe(&self) -> String {
+        self.source.describe()
+    }
+
+    /// Whether the source is live (drops frames when behind).
+    pub fn is_live(&self) -> bool {
+        self.source.is_live()
+    }
+
+    /// Starts capturing and encoding.
+    pub fn start(self) -> Pipeline {
+        Pipeline::start(self.source, self.config)
+    }
+}
+
+impl Pipeline {
+    fn start(source: Box<dyn Source>, config: PipelineConfig) -> Pipeline {
+        let live = source.is_live();
+        let description = source.describe();
+        let shared = Arc::new(Shared::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel(2);
+        let pool = Arc::new(EncoderPool::<Tag>::new(config.encode_threads.max(1), config.encode));
+        let capture = CaptureThread::spawn(source, 2);
+        let feeder = {
+            let (shared, stop, pool, tx) = (shared.clone(), stop.clone(), pool.clone(), tx.clone());
+            std::thread::Builder::new()
+                .name("vswa-feed".into())
+                .spawn(move || feed(capture, pool, tx, shared, stop, live, config.count, config.duration))
+                .expect("spawning the feeder thread")
+        };
+        let collector = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("vswa-collect".into())
+                .spawn(move || collect(pool, tx, shared))
+                .expect("spawning the collector thread")
+        };
+        Pipeline {
+            rx,
+            shared,
+            stop,
+            live,
+            description,
+            feeder: Some(feeder),
+            collector: Some(collector),
+        }
+    }
+
+    /// The next frame in capture order; `None` when the pipeline has finished.
+    pub async fn next(&mut self) -> Option<Frame> {
+        self.rx.recv().await
+    }
+
+    /// Whether the source is live.
+    pub fn is_live(&self) -> bool {
+        self.live
+    }
+
+    /// The source's description.
+    pub fn describe(&self) -> &str {
+        &self.description
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> PipelineStats {
+        let s = &self.shared;
+        PipelineStats {
+            captured: s.captured.load(Ordering::Relaxed),
+            dropped: s.dropped.load(Ordering::Relaxed),
+            encoded: s.encoded.load(Ordering::Relaxed),
+            passthrough: s.passthrough.load(Ordering::Relaxed),
+            encode_errors: s.encode_errors.load(Ordering::Relaxed),
+            encode_ms: s.encode_us_avg.load(Ordering::Relaxed) as f64 / 1000.0,
+        }
+    }
+
+    /// Stops capturing, waits for the threads, and reports a source failure if there
+    /// was one.
+    pub async fn finish(mut self) -> Result<PipelineStats, CaptureError> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.rx.close();
+        // Let blocked senders see the closed channel.
+        while self.rx.recv().await.is_some() {}
+        let feeder = self.feeder.take();
+        let collector = self.collector.take();
+        let result = tokio::task::spawn_blocking(move || {
+            let r = feeder.map(|h| h.join()).unwrap_or(Ok(Ok(())));
+            if let Some(c) = collector {
+                let _ = c.join();
+            }
+            r
+        })
+        .await;
+        let stats = self.stats();
+        match result {
+            Ok(Ok(Ok(()))) => Ok(stats),
+            Ok(Ok(Err(e))) => Err(e),
+            _ => Err(CaptureError::InvalidConfig("capture thread panicked".into())),
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn dims(w: u32) -> u16 {
+    u16::try_from(w).unwrap_or(0)
+}
+
+fn flags(placeholder: bool) -> Flags {
+    let mut flags = Flags::KEYFRAME;
+    flags.set(Flags::PLACEHOLDER, placeholder);
+    flags
+}
+
+#[allow(clippy::too_many_arguments)]
+fn feed(
+    capture: CaptureThread,
+    pool: Arc<EncoderPool<Tag>>,
+    tx: mpsc::Sender<Frame>,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    live: bool,
+    count: Option<u64>,
+    duration: Option<Duration>,
+) -> Result<(), CaptureError> {
+    let started = Instant::now();
+    let mut received = 0u64;
+    let mut encode_drops = 0u64;
+    loop {
+        if stop.load(Ordering::Relaxed) || duration.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+        let captured = match capture.recv_timeout(Duration::from_millis(100)) {
+            Ok(f) => f,
+            Err(vswa_capture::RecvTimeoutError::Timeout) => continue,
+            Err(vswa_capture::RecvTimeoutError::Ended) => break,
+        };
+        // Frames the capture thread dropped still took sequence numbers, so viewers see
+        // the gap.
+        let sequence = received + capture.dropped();
+        if count.is_some_and(|c| sequence >= c) {
+            break;
+        }
+        received += 1;
+        shared.captured.store(sequence + 1, Ordering::Relaxed);
+        shared
+            .dropped
+            .store(capture.dropped() + encode_drops, Ordering::Relaxed);
+        let tag = Tag {
+            sequence,
+            timestamp_us: captured.timestamp_us,
+            placeholder: captured.placeholder,
+        };
+        match captured.content {
+            FrameContent::Image(image) => {
+                let submitted = if live {
+                    match pool.try_submit(image, tag) {
+                        Ok(()) => true,
+                        Err(TrySubmitError::Full(..)) => {
+                            encode_drops += 1;
+                            shared.dropped.fetch_add(1, Ordering::Relaxed);
+                            false
+                        }
+                        Err(TrySubmitError::Closed(..)) => break,
+                    }
+                } else {
+                    if pool.submit(image, tag).is_err() {
+                        break;
+                    }
+                    true
+                };
+                if submitted {
+                    shared.submitted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            FrameContent::Jpeg { data, width, height } => {
+                // Keep capture order: let frames already in the encoder go first.
+                while shared.collected.load(Ordering::Relaxed) < shared.submitted.load(Ordering::Relaxed) {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                shared.passthrough.fetch_add(1, Ordering::Relaxed);
+                if tx.blocking_send(frame(tag, width, height, data)).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    pool.close();
+    capture.stop();
+    match capture.take_end() {
+        Some(CaptureEnd::Failed(e)) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn frame(tag: Tag, width: u16, height: u16, jpeg: Bytes) -> Frame {
+    let mut header = FrameHeader::jpeg(tag.sequence, tag.timestamp_us, width, height);
+    header.flags = flags(tag.placeholder);
+    Frame::new(header, jpeg)
+}
+
+fn collect(pool: Arc<EncoderPool<Tag>>, tx: mpsc::Sender<Frame>, shared: Arc<Shared>) {
+    while let Some(encoded) = pool.recv() {
+        let us = encoded.encode_time.as_micros() as u64;
+        let avg = shared.encode_us_avg.load(Ordering::Relaxed);
+        let avg = if avg == 0 { us } else { (avg * 7 + us) / 8 };
+        shared.encode_us_avg.store(avg, Ordering::Relaxed);
+        let result = match encoded.result {
+            Ok(jpeg) => {
+                shared.encoded.fetch_add(1, Ordering::Relaxed);
+                tx.blocking_send(frame(encoded.tag, dims(encoded.width), dims(encoded.height), jpeg))
+                    .map_err(|_| ())
+            }
+            Err(e) => {
+                shared.encode_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(sequence = encoded.tag.sequence, "encoding failed: {e}");
+                Ok(())
+            }
+        };
+        shared.collected.fetch_add(1, Ordering::Relaxed);
+        if result.is_err() {
+            pool.close();
+        }
+    }
+}
+
+/// Live counters of a [`send`] run, for a status line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendStatus {
+    /// Pipeline counters.
+    pub pipeline: PipelineStats,
+    /// Publisher counters.
+    pub publisher: PublisherStats,
+    /// Time since sending started.
+    pub elapsed: Duration,
+}
+
+impl SendStatus {
+    /// Frames dropped anywhere (before encoding or at the network).
+    pub fn dropped(&self) -> u64 {
+        self.pipeline.dropped + self.publisher.dropped
+    }
+}
+
+/// Connects `publisher`, then captures, encodes and sends until the source ends, the
+/// count or duration is reached, or `shutdown` completes. `status` is called about
+/// once a second.
+pub async fn send(
+    source: OpenedSource,
+    publisher: PublisherConfig,
+    shutdown: impl Future<Output = ()>,
+    mut status: impl FnMut(&SendStatus),
+) -> Result<SendStatus, SendError> {
+    let publisher = Publisher::connect(publisher).await?;
+    let live = source.is_live();
+    let mut pipeline = source.start();
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            frame = pipeline.next() => {
+                let Some(frame) = frame else { break };
+                if live {
+                    publisher.try_send(frame);
+                } else if publisher.send(frame).await.is_err() {
+                    break;
+                }
+            }
+            _ = tick.tick() => {
+                if publisher.is_finished() {
+                    break;
+                }
+                status(&SendStatus {
+                    pipeline: pipeline.stats(),
+                    publisher: publisher.stats(),
+                    elapsed: started.elapsed(),
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    let pipeline_result = pipeline.finish().await;
+    let publisher_stats = publisher.finish().await?;
+    let pipeline_stats = pipeline_result?;
+    Ok(SendStatus {
+        pipeline: pipeline_stats,
+        publisher: publisher_stats,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Publishes a pipeline's frames straight into a hub as stream `name` (no network),
+/// until `shutdown` completes or the source ends.
+pub async fn feed_hub(
+    hub: Hub,
+    name: StreamName,
+    source: OpenedSource,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), SendError> {
+    let handle = hub
+        .publish(&name, None)
+        .map_err(|e| ClientError::Lost(e.to_string()))?;
+    let mut pipeline = source.start();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            frame = pipeline.next() => match frame {
+                Some(frame) => { handle.publish_frame(&frame); }
+                None => break,
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    drop(handle);
+    pipeline.finish().await?;
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! The error type of this crate.
+
+use std::path::PathBuf;
+
+use vswa_protocol::recording::RecordingError;
+
+/// Why a source could not be opened or stopped delivering frames.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// A source spec string is not one of the known forms.
+    #[error(
+        "unknown source {spec:?}: use test, camera, camera:INDEX, mjpeg:- (stdin), mjpeg:PATH or replay:FILE"
+    )]
+    InvalidSpec {
+        /// The rejected spec.
+        spec: String,
+    },
+    /// The source configuration is unusable (zero size, non-positive frame rate).
+    #[error("invalid source configuration: {0}")]
+    InvalidConfig(String),
+    /// The camera source was requested but this build has no camera backend.
+    #[error("built without camera support; rebuild with --features camera")]
+    CameraUnsupported,
+    /// The camera could not be opened or stopped delivering frames.
+    #[error("camera {index}: {message}")]
+    Camera {
+        /// The camera index.
+        index: u32,
+        /// What the camera backend reported.
+        message: String,
+    },
+    /// Opening or reading a file or stdin failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being read (`stdin` or a path).
+        what: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A recording file is not usable.
+    #[error("replay of {path}: {source}")]
+    Recording {
+        /// The recording's path.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: RecordingError,
+    },
+    /// A JPEG in an MJPEG stream grew past the size limit without ending; its bytes
+    /// were discarded and splitting resumes at the next start-of-image marker.
+    #[error("JPEG at stream offset {offset} exceeds the {max}-byte frame limit; skipped")]
+    FrameTooLarge {
+        /// Stream offset of the JPEG's start-of-image marker.
+        offset: u64,
+        /// The configured limit.
+        max: usize,
+    },
+}

@@ -1,0 +1,55 @@
+//! The error type of this crate.
+
+use crate::PixelFormat;
+
+/// Why an image could not be built, encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    /// The JPEG quality is outside 1..=100.
+    #[error("JPEG quality {quality} is out of range: use a value from 1 (smallest) to 100 (best)")]
+    InvalidQuality {
+        /// The rejected quality.
+        quality: u8,
+    },
+    /// The image size is unusable for this pixel format (zero, over JPEG's 65535 limit,
+    /// or an odd width for packed YUYV).
+    #[error("invalid {format:?} image size {width}x{height}: {reason}")]
+    InvalidDimensions {
+        /// The pixel format.
+        format: PixelFormat,
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The pixel buffer does not have the length the format and size call for.
+    #[error("{format:?} image {width}x{height} needs {expected} bytes, got {actual}")]
+    DataLength {
+        /// The pixel format.
+        format: PixelFormat,
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+        /// Bytes the format and size need.
+        expected: usize,
+        /// Bytes supplied.
+        actual: usize,
+    },
+    /// The encoder library failed.
+    #[error("JPEG encoding failed: {0}")]
+    Encode(String),
+    /// The input is not a JPEG this crate can decode.
+    #[error("JPEG decoding failed: {0}")]
+    Decode(String),
+    /// The requested encoder backend was not compiled in.
+    #[error(
+        "encoder backend {0} is not available in this build (enable the cargo feature `turbojpeg`)"
+    )]
+    BackendUnavailable(&'static str),
+    /// An encoder worker panicked on this frame; the pool keeps running.
+    #[error("encoder panicked on this frame")]
+    Panicked,
+}
