@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+
+const DEFAULT_LOG: &str = "info";
 use vswa_capture::{SourceConfig, SourceSpec};
 use vswa_codec::EncodeOptions;
 use vswa_protocol::StreamName;
@@ -140,24 +142,6 @@ fn config(args: &Args) -> anyhow::Result<RelayConfig> {
     })
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = config(&args)?;
@@ -200,11 +184,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None
     };
     relay
-        .serve(listener, async move {
-            shutdown_signal().await;
-            let _ = stop_tx.send(true);
-        })
+        .serve(listener, vswa_transport::cli::shutdown_signal())
         .await?;
+    // Stop the demo only now, so its viewers were told "shutdown", not "publisher left".
+    let _ = stop_tx.send(true);
     if let Some(demo) = demo {
         let _ = tokio::time::timeout(Duration::from_secs(2), demo).await;
     }
@@ -213,14 +196,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let args: Args = vswa_transport::cli::parse_args("vswa-relay");
+    vswa_transport::cli::init_tracing(DEFAULT_LOG);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod backoff;
+pub mod cli;
 pub mod connect;
 pub mod hub;
 pub mod pipeline;

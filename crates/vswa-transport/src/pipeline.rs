@@ -43,10 +43,10 @@ pub struct PipelineConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     /// The source could not be opened or failed.
-    #[error("source: {0}")]
+    #[error(transparent)]
     Capture(#[from] CaptureError),
     /// The relay refused or could not be reached.
-    #[error("{0}")]
+    #[error(transparent)]
     Client(#[from] ClientError),
 }
 
