@@ -101,7 +101,12 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let (w, h) = s
         .split_once(['x', 'X'])
         .ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT"))?;
-    let parse = |v: &str| v.trim().parse::<u32>().ok().filter(|n| (1..=65535).contains(n));
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=65535).contains(n))
+    };
     match (parse(w), parse(h)) {
         (Some(w), Some(h)) => Ok((w, h)),
         _ => Err(format!("{s:?}: width and height must be 1-65535 pixels")),
@@ -141,7 +146,6 @@ fn config(args: &Args) -> anyhow::Result<RelayConfig> {
         max_connections: args.max_connections,
     })
 }
-
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = config(&args)?;

@@ -16,7 +16,8 @@ use vswa_transport::subscriber::{Subscriber, SubscriberConfig, SubscriberEvent};
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn tiny_jpeg() -> Bytes {
-    let image = vswa_codec::Image::new(vswa_codec::PixelFormat::Gray8, 16, 8, vec![128; 128]).unwrap();
+    let image =
+        vswa_codec::Image::new(vswa_codec::PixelFormat::Gray8, 16, 8, vec![128; 128]).unwrap();
     vswa_codec::encode(&image, &vswa_codec::EncodeOptions::default()).unwrap()
 }
 
@@ -79,7 +80,8 @@ async fn send_300_test_frames_through_relay() {
     let sender = tokio::task::spawn_blocking(move || {
         run_with_timeout(
             Command::new(bin("vswa-send")).args([
-                "--url", &url, "--source", "test", "--size", "320x240", "--fps", "30", "--count", "300",
+                "--url", &url, "--source", "test", "--size", "320x240", "--fps", "30", "--count",
+                "300",
             ]),
             LIMIT,
         )
@@ -103,7 +105,10 @@ async fn send_300_test_frames_through_relay() {
 async fn ffmpeg_mjpeg_pipe_publishes_all_frames() {
     let _turn = HEAVY.lock().await;
     if Command::new("ffmpeg").arg("-version").output().is_err() {
-        assert!(std::env::var_os("VSWA_REQUIRE_TOOLS").is_none(), "ffmpeg is required");
+        assert!(
+            std::env::var_os("VSWA_REQUIRE_TOOLS").is_none(),
+            "ffmpeg is required"
+        );
         eprintln!("skipping: ffmpeg not installed");
         return;
     }
@@ -125,7 +130,10 @@ async fn ffmpeg_mjpeg_pipe_publishes_all_frames() {
     assert_eq!(frames.len(), 150);
     let seqs: Vec<u64> = frames.iter().map(|f| f.header().sequence).collect();
     assert_eq!(seqs, (0..150).collect::<Vec<_>>());
-    assert_eq!((frames[0].header().width, frames[0].header().height), (640, 480));
+    assert_eq!(
+        (frames[0].header().width, frames[0].header().height),
+        (640, 480)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,12 +141,16 @@ async fn hundred_prompt_viewers_get_99_percent_despite_a_stalled_one() {
     let _turn = HEAVY.lock().await;
     let relay = RelayProcess::start(&["--demo", "--demo-size", "160x120"]);
     // A viewer that completes the handshake and then never reads.
-    let (stalled, _) = tokio_tungstenite::connect_async(relay.ws("/ws/watch/demo")).await.unwrap();
+    let (stalled, _) = tokio_tungstenite::connect_async(relay.ws("/ws/watch/demo"))
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for _ in 0..100 {
         let url = relay.ws("/ws/watch/demo");
         tasks.push(tokio::spawn(async move {
-            let mut sub = Subscriber::connect(SubscriberConfig::new(url)).await.unwrap();
+            let mut sub = Subscriber::connect(SubscriberConfig::new(url))
+                .await
+                .unwrap();
             let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
             let (mut first, mut last, mut count) = (None, 0u64, 0u64);
             while let Ok(Ok(event)) = tokio::time::timeout_at(deadline, sub.next()).await {
@@ -159,33 +171,55 @@ async fn hundred_prompt_viewers_get_99_percent_despite_a_stalled_one() {
         worst = worst.min(got as f64 / published as f64);
     }
     drop(stalled);
-    assert!(worst >= 0.99, "a prompt viewer got only {:.1}% of frames", worst * 100.0);
+    assert!(
+        worst >= 0.99,
+        "a prompt viewer got only {:.1}% of frames",
+        worst * 100.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_viewer_gets_latest_frame_at_once_and_viewer_waits_for_publisher() {
     let relay = RelayProcess::start(&[]);
     // A viewer that arrives before the publisher.
-    let (mut early, _) = tokio_tungstenite::connect_async(relay.ws("/ws/watch/s")).await.unwrap();
+    let (mut early, _) = tokio_tungstenite::connect_async(relay.ws("/ws/watch/s"))
+        .await
+        .unwrap();
     let hello = next_control(&mut early).await.unwrap();
     assert_eq!(hello["type"], "hello");
     assert_eq!(hello["live"], false);
-    let (mut publisher, _) = tokio_tungstenite::connect_async(relay.ws("/ws/publish/s")).await.unwrap();
+    let (mut publisher, _) = tokio_tungstenite::connect_async(relay.ws("/ws/publish/s"))
+        .await
+        .unwrap();
     assert_eq!(next_control(&mut publisher).await.unwrap()["type"], "hello");
     let frame = Frame::new(FrameHeader::jpeg(42, 7, 16, 8), tiny_jpeg()).to_bytes();
-    publisher.send(Message::Binary(frame.clone())).await.unwrap();
+    publisher
+        .send(Message::Binary(frame.clone()))
+        .await
+        .unwrap();
     let got = loop {
-        match tokio::time::timeout(Duration::from_secs(10), early.next()).await.unwrap().unwrap().unwrap() {
+        match tokio::time::timeout(Duration::from_secs(10), early.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
             Message::Binary(b) => break b,
             _ => continue,
         }
     };
     assert_eq!(got, frame);
     // No more frames are published: a late viewer can only get the stored one.
-    let (mut late, _) = tokio_tungstenite::connect_async(relay.ws("/ws/watch/s")).await.unwrap();
+    let (mut late, _) = tokio_tungstenite::connect_async(relay.ws("/ws/watch/s"))
+        .await
+        .unwrap();
     let hello = next_control(&mut late).await.unwrap();
     assert_eq!(hello["live"], true);
-    let first = tokio::time::timeout(Duration::from_secs(5), late.next()).await.unwrap().unwrap().unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), late.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(first, Message::Binary(frame));
     // The publisher hears about its viewers, and viewers hear when it leaves.
     let viewers = next_control(&mut publisher).await.unwrap();
@@ -198,7 +232,13 @@ async fn late_viewer_gets_latest_frame_at_once_and_viewer_waits_for_publisher() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_checked_before_upgrade() {
-    let relay = RelayProcess::start(&["--demo", "--publish-token", "pub-secret", "--view-token", "view-secret"]);
+    let relay = RelayProcess::start(&[
+        "--demo",
+        "--publish-token",
+        "pub-secret",
+        "--view-token",
+        "view-secret",
+    ]);
     wait_for_frame(&relay, "demo?token=view-secret").await;
     for (path, headers) in [
         ("/ws/watch/demo", vec![]),
@@ -216,13 +256,21 @@ async fn tokens_are_checked_before_upgrade() {
         h.extend(headers);
         let (status, _, body) = http_get(relay.port, path, &h).await;
         assert_eq!(status, 401, "{path}");
-        assert!(String::from_utf8_lossy(&body).contains("unauthorized"), "{path}");
+        assert!(
+            String::from_utf8_lossy(&body).contains("unauthorized"),
+            "{path}"
+        );
     }
-    let (status, head, body) = http_get(relay.port, "/snapshot/demo.jpg?token=view-secret", &[]).await;
+    let (status, head, body) =
+        http_get(relay.port, "/snapshot/demo.jpg?token=view-secret", &[]).await;
     assert_eq!(status, 200, "{head}");
     assert!(vswa_codec::decode(&body).is_ok());
-    let (status, _, _) =
-        http_get(relay.port, "/snapshot/demo.jpg", &[("Authorization", "Bearer view-secret")]).await;
+    let (status, _, _) = http_get(
+        relay.port,
+        "/snapshot/demo.jpg",
+        &[("Authorization", "Bearer view-secret")],
+    )
+    .await;
     assert_eq!(status, 200);
     // vswa-send: a wrong token is one clear line and a non-zero exit; the right one works.
     let url = relay.ws("/ws/publish/cam");
@@ -257,12 +305,20 @@ async fn invalid_stream_names_are_400() {
     ] {
         let (status, _, body) = http_get(relay.port, &path, &[]).await;
         assert_eq!(status, 400, "{path}");
-        assert!(String::from_utf8_lossy(&body).contains("invalid stream name"), "{path}");
+        assert!(
+            String::from_utf8_lossy(&body).contains("invalid stream name"),
+            "{path}"
+        );
     }
     let (status, _, _) = http_get(relay.port, "/healthz", &[]).await;
     assert_eq!(status, 200);
     // A WebSocket upgrade on a non-WebSocket route is just a normal response.
-    let (status, _, _) = http_get(relay.port, "/healthz", &[("Upgrade", "websocket"), ("Connection", "Upgrade")]).await;
+    let (status, _, _) = http_get(
+        relay.port,
+        "/healthz",
+        &[("Upgrade", "websocket"), ("Connection", "Upgrade")],
+    )
+    .await;
     assert_eq!(status, 200);
     // A plain GET on a WebSocket route explains itself.
     let (status, _, body) = http_get(relay.port, "/ws/watch/ok", &[]).await;
@@ -272,28 +328,51 @@ async fn invalid_stream_names_are_400() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_frames_close_only_that_publisher() {
-    let relay = RelayProcess::start(&["--demo", "--demo-size", "64x48", "--max-frame-bytes", "1000"]);
-    let mut demo = Subscriber::connect(SubscriberConfig::new(relay.ws("/ws/watch/demo"))).await.unwrap();
+    let relay = RelayProcess::start(&[
+        "--demo",
+        "--demo-size",
+        "64x48",
+        "--max-frame-bytes",
+        "1000",
+    ]);
+    let mut demo = Subscriber::connect(SubscriberConfig::new(relay.ws("/ws/watch/demo")))
+        .await
+        .unwrap();
     let cases: Vec<(&str, Message, &str, u16)> = vec![
-        ("garbage", Message::Binary(Bytes::from_static(b"\x00garbage bytes here")), "invalid_frame", 4422),
+        (
+            "garbage",
+            Message::Binary(Bytes::from_static(b"\x00garbage bytes here")),
+            "invalid_frame",
+            4422,
+        ),
         (
             "oversize",
-            Message::Binary(Frame::new(FrameHeader::jpeg(0, 0, 1, 1), Bytes::from(vec![0xff; 2000])).to_bytes()),
+            Message::Binary(
+                Frame::new(FrameHeader::jpeg(0, 0, 1, 1), Bytes::from(vec![0xff; 2000])).to_bytes(),
+            ),
             "frame_too_large",
             1009,
         ),
         (
             "notjpeg",
-            Message::Binary(Frame::new(FrameHeader::jpeg(0, 0, 1, 1), Bytes::from_static(b"PNG")).to_bytes()),
+            Message::Binary(
+                Frame::new(FrameHeader::jpeg(0, 0, 1, 1), Bytes::from_static(b"PNG")).to_bytes(),
+            ),
             "invalid_frame",
             4422,
         ),
-        ("text", Message::Text("not json".into()), "bad_request", 4400),
+        (
+            "text",
+            Message::Text("not json".into()),
+            "bad_request",
+            4400,
+        ),
     ];
     for (name, msg, code, close) in cases {
-        let (mut ws, _) = tokio_tungstenite::connect_async(relay.ws(&format!("/ws/publish/{name}")))
-            .await
-            .unwrap();
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(relay.ws(&format!("/ws/publish/{name}")))
+                .await
+                .unwrap();
         assert_eq!(next_control(&mut ws).await.unwrap()["type"], "hello");
         ws.send(msg).await.unwrap();
         let err = next_error(&mut ws).await.expect("error message");
@@ -303,7 +382,9 @@ async fn bad_frames_close_only_that_publisher() {
         assert_eq!(close_code(&mut ws).await, Some(close), "{name}");
     }
     // A second publisher on a busy stream is refused; the first keeps going.
-    let (mut ws, _) = tokio_tungstenite::connect_async(relay.ws("/ws/publish/demo")).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(relay.ws("/ws/publish/demo"))
+        .await
+        .unwrap();
     let err = next_error(&mut ws).await.unwrap();
     assert_eq!(err["code"], "stream_busy");
     assert_eq!(close_code(&mut ws).await, Some(4409));
@@ -320,20 +401,32 @@ async fn mjpeg_snapshot_and_stats() {
     wait_for_frame(&relay, "demo").await;
     // Read a few parts of the multipart stream by hand.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", relay.port)).await.unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", relay.port))
+        .await
+        .unwrap();
     // HTTP/1.0 keeps the body free of chunked framing, so the parts can be read directly
     // (HTTP/1.1 clients get it chunked; ffprobe below covers that path).
-    tcp.write_all(b"GET /stream/demo.mjpg HTTP/1.0\r\nHost: x\r\n\r\n").await.unwrap();
+    tcp.write_all(b"GET /stream/demo.mjpg HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while buf.windows(11).filter(|w| *w == b"--vswaframe").count() < 4 && Instant::now() < deadline {
+    while buf.windows(11).filter(|w| *w == b"--vswaframe").count() < 4 && Instant::now() < deadline
+    {
         let mut chunk = [0u8; 65536];
-        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut chunk)).await.unwrap().unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(n > 0);
         buf.extend_from_slice(&chunk[..n]);
     }
     let text = String::from_utf8_lossy(&buf);
-    assert!(text.contains("multipart/x-mixed-replace; boundary=vswaframe"), "{}", &text[..200.min(text.len())]);
+    assert!(
+        text.contains("multipart/x-mixed-replace; boundary=vswaframe"),
+        "{}",
+        &text[..200.min(text.len())]
+    );
     let parts = multipart_jpegs(&buf, "vswaframe");
     assert!(parts.len() >= 2, "got {} parts", parts.len());
     for part in &parts {
@@ -356,7 +449,10 @@ async fn mjpeg_snapshot_and_stats() {
     assert!(demo["fps"].as_f64().unwrap() > 0.0);
     let (status, _, body) = http_get(relay.port, "/api/streams/demo", &[]).await;
     assert_eq!(status, 200);
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["width"], 320);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["width"],
+        320
+    );
     let (_, head, body) = http_get(relay.port, "/metrics", &[]).await;
     assert!(head.contains("text/plain"));
     assert!(String::from_utf8_lossy(&body).contains("vswa_frames_in_total"));
@@ -365,16 +461,28 @@ async fn mjpeg_snapshot_and_stats() {
         let url = relay.http("/stream/demo.mjpg");
         let (code, out, err) = tokio::task::spawn_blocking(move || {
             run_with_timeout(
-                Command::new("ffprobe").args(["-v", "error", "-show_entries", "stream=codec_name,width,height", &url]),
+                Command::new("ffprobe").args([
+                    "-v",
+                    "error",
+                    "-show_entries",
+                    "stream=codec_name,width,height",
+                    &url,
+                ]),
                 LIMIT,
             )
         })
         .await
         .unwrap();
         assert_eq!(code, Some(0), "{err}");
-        assert!(out.contains("codec_name=mjpeg") && out.contains("width=320"), "{out}");
+        assert!(
+            out.contains("codec_name=mjpeg") && out.contains("width=320"),
+            "{out}"
+        );
     } else {
-        assert!(std::env::var_os("VSWA_REQUIRE_TOOLS").is_none(), "ffprobe is required");
+        assert!(
+            std::env::var_os("VSWA_REQUIRE_TOOLS").is_none(),
+            "ffprobe is required"
+        );
     }
 }
 
@@ -385,7 +493,9 @@ fn multipart_jpegs(buf: &[u8], boundary: &str) -> Vec<Vec<u8>> {
     let mut at = 0;
     while let Some(pos) = find(&buf[at..], marker.as_bytes()) {
         let start = at + pos + marker.len();
-        let Some(head_end) = find(&buf[start..], b"\r\n\r\n") else { break };
+        let Some(head_end) = find(&buf[start..], b"\r\n\r\n") else {
+            break;
+        };
         let head = String::from_utf8_lossy(&buf[start..start + head_end]).to_lowercase();
         let len: usize = head
             .lines()
@@ -411,7 +521,9 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_viewers_with_end_and_normal_close() {
     let mut relay = RelayProcess::start(&["--demo", "--demo-size", "64x48"]);
-    let (mut ws, _) = tokio_tungstenite::connect_async(relay.ws("/ws/watch/demo")).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(relay.ws("/ws/watch/demo"))
+        .await
+        .unwrap();
     assert_eq!(next_control(&mut ws).await.unwrap()["type"], "hello");
     let status = tokio::task::spawn_blocking(move || {
         let s = relay.terminate();
@@ -471,4 +583,64 @@ async fn tls_serves_https_and_wss() {
     );
     assert_eq!(code, Some(0), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A port that was free a moment ago (for restarting a relay on the same address).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sender_reconnects_after_relay_restart() {
+    let _turn = HEAVY.lock().await;
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let relay = RelayProcess::start_on(&listen, &[]);
+    let url = relay.ws("/ws/publish/again");
+    let mut sender = Command::new(bin("vswa-send"))
+        .args([
+            "--url",
+            &url,
+            "--size",
+            "64x48",
+            "--fps",
+            "20",
+            "--duration",
+            "40",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let watch = relay.ws("/ws/watch/again");
+    let mut sub = Subscriber::connect(SubscriberConfig::new(watch.clone()))
+        .await
+        .unwrap();
+    assert_eq!(receive(&mut sub, 5, Duration::from_secs(20)).await.len(), 5);
+    drop(sub);
+    drop(relay); // SIGKILL: no goodbye to anyone.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let relay = RelayProcess::start_on(&listen, &[]);
+    let mut sub = Subscriber::connect(SubscriberConfig::new(watch))
+        .await
+        .unwrap();
+    let frames = receive(&mut sub, 5, Duration::from_secs(30)).await;
+    let _ = sender.kill();
+    let out = sender.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        frames.len(),
+        5,
+        "sender did not come back; its stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("reconnect"),
+        "sender should say it reconnects: {stderr}"
+    );
+    drop(relay);
 }

@@ -84,24 +84,34 @@ struct Args {
 }
 
 fn parse_source(s: &str) -> Result<SourceSpec, String> {
-    s.parse().map_err(|e: vswa_capture::CaptureError| e.to_string())
+    s.parse()
+        .map_err(|e: vswa_capture::CaptureError| e.to_string())
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let (w, h) = s
         .split_once(['x', 'X'])
         .ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT, e.g. 640x480"))?;
-    let parse = |v: &str| v.trim().parse::<u32>().ok().filter(|n| (1..=65535).contains(n));
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=65535).contains(n))
+    };
     match (parse(w), parse(h)) {
         (Some(w), Some(h)) => Ok((w, h)),
-        _ => Err(format!("{s:?}: width and height must be whole numbers from 1 to 65535")),
+        _ => Err(format!(
+            "{s:?}: width and height must be whole numbers from 1 to 65535"
+        )),
     }
 }
 
 fn parse_fps(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(f) if f.is_finite() && f > 0.0 && f <= 1000.0 => Ok(f),
-        _ => Err(format!("{s:?}: frame rate must be a number above 0 and at most 1000")),
+        _ => Err(format!(
+            "{s:?}: frame rate must be a number above 0 and at most 1000"
+        )),
     }
 }
 
@@ -173,18 +183,22 @@ async fn run(args: Args) -> anyhow::Result<SendStatus> {
     })?;
     eprintln!("vswa-send: {} -> {}", source.describe(), args.url);
     let show = !args.quiet && std::io::stderr().is_terminal();
-    let summary = send(source, publisher, vswa_transport::cli::shutdown_signal(), |s| {
-        if show {
-            eprint!("\r{}\x1b[K", status_line(s));
-        }
-    })
+    let summary = send(
+        source,
+        publisher,
+        vswa_transport::cli::shutdown_signal(),
+        |s| {
+            if show {
+                eprint!("\r{}\x1b[K", status_line(s));
+            }
+        },
+    )
     .await?;
     if show {
         eprintln!();
     }
     Ok(summary)
 }
-
 
 fn main() -> ExitCode {
     let args: Args = vswa_transport::cli::parse_args("vswa-send");

@@ -8,13 +8,18 @@ pub fn parse_args<A: clap::Parser>(program: &str) -> A {
         Ok(args) => args,
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
+            // Clap's message is "error: ..." plus indented detail lines (e.g. the
+            // missing arguments), then usage; keep the message and details on one line.
             let rendered = e.render().to_string();
-            let first = rendered
+            let message: Vec<&str> = rendered
                 .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
-            eprintln!("{program}: error: {first} (see --help)");
+                .skip_while(|l| l.trim().is_empty())
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let message = message.join(" ");
+            let message = message.trim_start_matches("error: ");
+            eprintln!("{program}: error: {message} (see --help)");
             std::process::exit(2);
         }
     }

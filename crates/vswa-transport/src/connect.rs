@@ -62,7 +62,9 @@ impl ClientError {
     pub fn is_fatal(&self) -> bool {
         match self {
             ClientError::BadUrl { .. } | ClientError::Unauthorized(_) => true,
-            ClientError::Refused { status, .. } => (400..500).contains(status) && *status != 429 && *status != 408,
+            ClientError::Refused { status, .. } => {
+                (400..500).contains(status) && *status != 429 && *status != 408
+            }
             ClientError::Server { code, .. } => matches!(
                 code,
                 ErrorCode::Unauthorized
@@ -131,7 +133,11 @@ pub enum ClientStream {
 }
 
 impl AsyncRead for ClientStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -140,7 +146,11 @@ impl AsyncRead for ClientStream {
 }
 
 impl AsyncWrite for ClientStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -180,7 +190,11 @@ async fn connect_inner(opts: &ConnectOptions, url: &url::Url) -> Result<ClientSo
         url: opts.url.clone(),
         reason,
     };
-    let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_string();
+    let host = url
+        .host_str()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_string();
     let port = url.port_or_known_default().unwrap_or(80);
     let tcp = TcpStream::connect((host.as_str(), port))
         .await
@@ -207,11 +221,15 @@ async fn connect_inner(opts: &ConnectOptions, url: &url::Url) -> Result<ClientSo
             reason: e.to_string(),
         })?;
     if let Some(token) = &opts.token {
-        let value = format!("Bearer {token}").parse().map_err(|_| ClientError::BadUrl {
-            url: opts.url.clone(),
-            reason: "token contains characters not allowed in an HTTP header".into(),
-        })?;
-        request.headers_mut().insert(http::header::AUTHORIZATION, value);
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| ClientError::BadUrl {
+                url: opts.url.clone(),
+                reason: "token contains characters not allowed in an HTTP header".into(),
+            })?;
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, value);
     }
     let config = WebSocketConfig::default()
         .max_message_size(Some(opts.max_message_size))
@@ -244,7 +262,8 @@ fn tls_config(ca: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>,
             url: path.display().to_string(),
             reason,
         };
-        let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read CA certificate: {e}")))?;
+        let pem =
+            std::fs::read(path).map_err(|e| bad(format!("cannot read CA certificate: {e}")))?;
         for cert in rustls_pemfile::certs(&mut &pem[..]) {
             let cert = cert.map_err(|e| bad(e.to_string()))?;
             roots.add(cert).map_err(|e| bad(e.to_string()))?;

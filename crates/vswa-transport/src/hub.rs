@@ -453,7 +453,11 @@ impl Hub {
     }
 
     /// Claims the publisher slot of `name`.
-    pub fn publish(&self, name: &StreamName, addr: Option<SocketAddr>) -> Result<PublisherHandle, HubError> {
+    pub fn publish(
+        &self,
+        name: &StreamName,
+        addr: Option<SocketAddr>,
+    ) -> Result<PublisherHandle, HubError> {
         let stream = self.get_or_create(name)?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         {
@@ -494,7 +498,10 @@ impl Hub {
             Err(HubError::TooManyViewers(msg))
         };
         if total > config.max_viewers_total {
-            return refuse(format!("the relay allows {} viewers in all", config.max_viewers_total));
+            return refuse(format!(
+                "the relay allows {} viewers in all",
+                config.max_viewers_total
+            ));
         }
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let stats = Arc::new(ViewerStats {
@@ -594,7 +601,9 @@ impl PublisherHandle {
     fn publish_prepared(&self, out: Arc<OutFrame>) {
         let len = out.frame.payload().len();
         self.stream.frames_in.fetch_add(1, Ordering::Relaxed);
-        self.stream.bytes_in.fetch_add(len as u64, Ordering::Relaxed);
+        self.stream
+            .bytes_in
+            .fetch_add(len as u64, Ordering::Relaxed);
         {
             let mut ring = lock(&self.stream.ring);
             let now = Instant::now();
@@ -789,7 +798,11 @@ mod tests {
             assert_eq!(seq(early.next().await), i);
         }
         let mut late = hub.watch(&name("s"), ViewerKind::Ws, None).unwrap();
-        assert_eq!(seq(late.try_next().unwrap()), 2, "late joiner gets the latest frame at once");
+        assert_eq!(
+            seq(late.try_next().unwrap()),
+            2,
+            "late joiner gets the latest frame at once"
+        );
         assert!(late.try_next().is_none());
         assert_eq!(*publisher.viewer_count().borrow(), 2);
     }
@@ -825,7 +838,10 @@ mod tests {
         );
         let mut v = hub.watch(&name("s"), ViewerKind::Ws, None).unwrap();
         drop(publisher);
-        assert!(matches!(v.next().await, Item::End(EndReason::PublisherLeft)));
+        assert!(matches!(
+            v.next().await,
+            Item::End(EndReason::PublisherLeft)
+        ));
         let again = hub.publish(&name("s"), None).unwrap();
         again.publish(jpeg_frame(0)).unwrap();
         assert_eq!(seq(v.next().await), 0);
@@ -843,10 +859,15 @@ mod tests {
             ..HubConfig::default()
         });
         let p = hub.publish(&name("a"), None).unwrap();
-        assert!(matches!(p.publish(Bytes::from_static(b"garbage")), Err(FrameRejected::Invalid(_))));
-        let not_jpeg = Frame::new(FrameHeader::jpeg(0, 0, 1, 1), Bytes::from_static(b"abc")).to_bytes();
-        assert_eq!(p.publish(not_jpeg), Err(FrameRejected::NotJpeg));
-        let big = Frame::new(FrameHeader::jpeg(0, 0, 1, 1), Bytes::from(vec![0xff; 101])).to_bytes();
+        assert!(matches!(
+            p.publish(Bytes::from_static(b"garbage")),
+            Err(FrameRejected::Invalid(_))
+        ));
+        let not_jpeg =
+            Frame::new(FrameHeader::jpeg(0, 0, 1, 1), Bytes::from_static(b"abc")).to_bytes();
+        assert_eq!(p.publish(not_jpeg).unwrap_err(), FrameRejected::NotJpeg);
+        let big =
+            Frame::new(FrameHeader::jpeg(0, 0, 1, 1), Bytes::from(vec![0xff; 101])).to_bytes();
         assert_eq!(
             p.publish(big).unwrap_err().code(),
             vswa_protocol::ErrorCode::FrameTooLarge

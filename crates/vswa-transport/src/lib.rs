@@ -23,7 +23,6 @@ pub mod relay;
 pub mod subscriber;
 pub mod ws;
 
-
 pub use connect::{ClientError, ConnectOptions};
 
 /// Microseconds since the UNIX epoch, from the system clock.

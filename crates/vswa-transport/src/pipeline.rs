@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use vswa_capture::{CaptureEnd, CaptureError, CaptureThread, FrameContent, Source, SourceConfig, SourceSpec};
+use vswa_capture::{
+    CaptureEnd, CaptureError, CaptureThread, FrameContent, Source, SourceConfig, SourceSpec,
+};
 use vswa_codec::{EncodeOptions, EncoderPool, TrySubmitError};
 use vswa_protocol::{Flags, Frame, FrameHeader, StreamName};
 
@@ -143,13 +145,27 @@ impl Pipeline {
         let shared = Arc::new(Shared::default());
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel(2);
-        let pool = Arc::new(EncoderPool::<Tag>::new(config.encode_threads.max(1), config.encode));
+        let pool = Arc::new(EncoderPool::<Tag>::new(
+            config.encode_threads.max(1),
+            config.encode,
+        ));
         let capture = CaptureThread::spawn(source, 2);
         let feeder = {
             let (shared, stop, pool, tx) = (shared.clone(), stop.clone(), pool.clone(), tx.clone());
             std::thread::Builder::new()
                 .name("vswa-feed".into())
-                .spawn(move || feed(capture, pool, tx, shared, stop, live, config.count, config.duration))
+                .spawn(move || {
+                    feed(
+                        capture,
+                        pool,
+                        tx,
+                        shared,
+                        stop,
+                        live,
+                        config.count,
+                        config.duration,
+                    )
+                })
                 .expect("spawning the feeder thread")
         };
         let collector = {
@@ -219,7 +235,9 @@ impl Pipeline {
         match result {
             Ok(Ok(Ok(()))) => Ok(stats),
             Ok(Ok(Err(e))) => Err(e),
-            _ => Err(CaptureError::InvalidConfig("capture thread panicked".into())),
+            _ => Err(CaptureError::InvalidConfig(
+                "capture thread panicked".into(),
+            )),
         }
     }
 }
@@ -301,9 +319,15 @@ fn feed(
                     shared.submitted.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            FrameContent::Jpeg { data, width, height } => {
+            FrameContent::Jpeg {
+                data,
+                width,
+                height,
+            } => {
                 // Keep capture order: let frames already in the encoder go first.
-                while shared.collected.load(Ordering::Relaxed) < shared.submitted.load(Ordering::Relaxed) {
+                while shared.collected.load(Ordering::Relaxed)
+                    < shared.submitted.load(Ordering::Relaxed)
+                {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
@@ -339,8 +363,13 @@ fn collect(pool: Arc<EncoderPool<Tag>>, tx: mpsc::Sender<Frame>, shared: Arc<Sha
         let result = match encoded.result {
             Ok(jpeg) => {
                 shared.encoded.fetch_add(1, Ordering::Relaxed);
-                tx.blocking_send(frame(encoded.tag, dims(encoded.width), dims(encoded.height), jpeg))
-                    .map_err(|_| ())
+                tx.blocking_send(frame(
+                    encoded.tag,
+                    dims(encoded.width),
+                    dims(encoded.height),
+                    jpeg,
+                ))
+                .map_err(|_| ())
             }
             Err(e) => {
                 shared.encode_errors.fetch_add(1, Ordering::Relaxed);

@@ -115,7 +115,8 @@ impl Publisher {
         config.connect.validate()?;
         let mut backoff = config.backoff.clone();
         let deadline = Instant::now() + config.initial_timeout;
-        let mut socket = connect_with_retry(&config.connect, &mut backoff, Some(deadline), "connecting").await?;
+        let mut socket =
+            connect_with_retry(&config.connect, &mut backoff, Some(deadline), "connecting").await?;
         // The relay answers a refused publisher (busy stream, limits) right after the
         // upgrade; read its first message so such refusals fail here.
         match tokio::time::timeout(config.connect.timeout, first_message(&mut socket)).await {

@@ -82,7 +82,8 @@ impl Subscriber {
         config.connect.validate()?;
         let mut backoff = config.backoff.clone();
         let deadline = Instant::now() + config.initial_timeout;
-        let socket = connect_with_retry(&config.connect, &mut backoff, Some(deadline), "connecting").await?;
+        let socket =
+            connect_with_retry(&config.connect, &mut backoff, Some(deadline), "connecting").await?;
         Ok(Subscriber {
             config,
             backoff,
@@ -175,7 +176,13 @@ impl Subscriber {
             .map(|limit| self.lost_since.unwrap_or_else(Instant::now) + limit);
         // Wait out the delay announced with `Reconnecting` before the first attempt.
         tokio::time::sleep(std::mem::take(&mut self.pending_delay)).await;
-        let socket = connect_with_retry(&self.config.connect, &mut self.backoff, deadline, "reconnecting").await?;
+        let socket = connect_with_retry(
+            &self.config.connect,
+            &mut self.backoff,
+            deadline,
+            "reconnecting",
+        )
+        .await?;
         self.socket = Some(socket);
         Ok(())
     }

@@ -113,7 +113,10 @@ pub enum FrameError {
 }
 
 /// Takes one client frame off the front of `buf`, or `Ok(None)` if more bytes are needed.
-pub fn decode_client(buf: &mut BytesMut, max_payload: usize) -> Result<Option<ClientFrame>, FrameError> {
+pub fn decode_client(
+    buf: &mut BytesMut,
+    max_payload: usize,
+) -> Result<Option<ClientFrame>, FrameError> {
     if buf.len() < 2 {
         return Ok(None);
     }
@@ -200,7 +203,10 @@ mod tests {
     #[test]
     fn rfc_accept_key() {
         // The example from RFC 6455 section 1.3.
-        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kG+xGzo2xK0s+Q=");
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 
     #[test]
@@ -226,6 +232,9 @@ mod tests {
         let mut unmasked = BytesMut::from(&[0x82u8, 0x01, 0x00][..]);
         assert_eq!(decode_client(&mut unmasked, 100), Err(FrameError::Unmasked));
         let mut big = masked(0x2, &[0u8; 100]);
-        assert!(matches!(decode_client(&mut big, 10), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            decode_client(&mut big, 10),
+            Err(FrameError::TooLarge { .. })
+        ));
     }
 }

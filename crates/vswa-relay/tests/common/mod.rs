@@ -55,19 +55,24 @@ impl RelayProcess {
                 }
             }
         });
+        // The guard exists before anything can fail, so the child is always reaped.
+        let mut relay = RelayProcess {
+            child,
+            port: 0,
+            stderr: rx,
+        };
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
+        while relay.port == 0 {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = rx.recv_timeout(left).expect("relay did not report its address");
+            let line = relay
+                .stderr
+                .recv_timeout(left)
+                .expect("relay did not report its address");
             if let Some(addr) = line.split("listening on ").nth(1) {
-                let port = addr.rsplit(':').next().unwrap().trim().parse().unwrap();
-                return RelayProcess {
-                    child,
-                    port,
-                    stderr: rx,
-                };
+                relay.port = addr.rsplit(':').next().unwrap().trim().parse().unwrap();
             }
         }
+        relay
     }
 
     pub fn ws(&self, path: &str) -> String {
@@ -132,7 +137,9 @@ pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> (Option<i32>, Str
 /// A plain HTTP/1.1 GET over TCP; returns (status, headers, body).
 pub async fn http_get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -144,7 +151,10 @@ pub async fn http_get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, 
         .await
         .expect("HTTP response in time")
         .unwrap();
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("header end");
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
     let head = String::from_utf8_lossy(&buf[..split]).into_owned();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     (status, head, buf[split + 4..].to_vec())
@@ -156,7 +166,9 @@ where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
     loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.ok()??;
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .ok()??;
         match msg {
             Ok(Message::Text(t)) => return serde_json::from_str(t.as_str()).ok(),
             Ok(Message::Close(_)) | Err(_) => return None,
@@ -171,7 +183,9 @@ where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
     loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.ok()??;
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .ok()??;
         match msg {
             Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
             Ok(_) => continue,

@@ -106,7 +106,9 @@ pub struct Relay {
 
 impl std::fmt::Debug for Relay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Relay").field("config", &self.state.config).finish()
+        f.debug_struct("Relay")
+            .field("config", &self.state.config)
+            .finish()
     }
 }
 
@@ -125,11 +127,20 @@ fn prometheus() -> Option<&'static PrometheusHandle> {
 fn describe_metrics() {
     use metrics::{describe_counter, describe_gauge};
     describe_counter!("vswa_frames_in_total", "Frames received from publishers");
-    describe_counter!("vswa_bytes_in_total", "Payload bytes received from publishers");
+    describe_counter!(
+        "vswa_bytes_in_total",
+        "Payload bytes received from publishers"
+    );
     describe_counter!("vswa_frames_out_total", "Frames written to viewers");
     describe_counter!("vswa_bytes_out_total", "Bytes written to viewers");
-    describe_counter!("vswa_frames_dropped_total", "Frames skipped for slow viewers");
-    describe_counter!("vswa_rejected_total", "Connections or frames refused, by reason");
+    describe_counter!(
+        "vswa_frames_dropped_total",
+        "Frames skipped for slow viewers"
+    );
+    describe_counter!(
+        "vswa_rejected_total",
+        "Connections or frames refused, by reason"
+    );
     describe_gauge!("vswa_streams", "Streams with a publisher or viewers");
     describe_gauge!("vswa_publishers", "Connected publishers");
     describe_gauge!("vswa_viewers", "Connected viewers (WebSocket and MJPEG)");
@@ -189,7 +200,8 @@ impl Relay {
                 () = &mut shutdown => break,
             };
             let Ok(permit) = limit.clone().try_acquire_owned() else {
-                metrics::counter!("vswa_rejected_total", "reason" => "max_connections").increment(1);
+                metrics::counter!("vswa_rejected_total", "reason" => "max_connections")
+                    .increment(1);
                 tracing::debug!(%peer, "connection limit reached; closing");
                 continue;
             };
@@ -203,13 +215,15 @@ impl Relay {
                 metrics::gauge!("vswa_connections").increment(1.0);
                 match tls {
                     None => serve_connection(tcp, peer, permit, router, timeout, stop).await,
-                    Some(acceptor) => match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => {
-                            serve_connection(stream, peer, permit, router, timeout, stop).await
+                    Some(acceptor) => {
+                        match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => {
+                                serve_connection(stream, peer, permit, router, timeout, stop).await
+                            }
+                            Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                         }
-                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    },
+                    }
                 }
                 metrics::gauge!("vswa_connections").decrement(1.0);
             });
@@ -275,7 +289,8 @@ async fn serve_connection<I>(
 fn load_tls(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, RelayError> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let read = |path: &PathBuf| {
-        std::fs::read(path).map_err(|e| RelayError::Tls(format!("cannot read {}: {e}", path.display())))
+        std::fs::read(path)
+            .map_err(|e| RelayError::Tls(format!("cannot read {}: {e}", path.display())))
     };
     let cert_pem = read(&files.cert)?;
     let key_pem = read(&files.key)?;
@@ -290,7 +305,9 @@ fn load_tls(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, RelayError> {
     }
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &key_pem[..])
         .map_err(|e| RelayError::Tls(format!("{}: {e}", files.key.display())))?
-        .ok_or_else(|| RelayError::Tls(format!("{} holds no PEM private key", files.key.display())))?;
+        .ok_or_else(|| {
+            RelayError::Tls(format!("{} holds no PEM private key", files.key.display()))
+        })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -1,5 +1,9 @@
 //! HTTP routes: pages, static assets, WebSocket upgrades, MJPEG, snapshots, stats.
 
+// Helpers return `Result<_, Response>` so a handler can hand a refusal straight back to
+// axum; boxing the error response would only add an allocation on the refusal path.
+#![allow(clippy::result_large_err)]
+
 use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
@@ -63,7 +67,10 @@ fn page(name: &str) -> Response {
             body,
         )
             .into_response(),
-        None => text(StatusCode::NOT_FOUND, format!("page {name} is not built in")),
+        None => text(
+            StatusCode::NOT_FOUND,
+            format!("page {name} is not built in"),
+        ),
     }
 }
 
@@ -101,7 +108,11 @@ struct TokenQuery {
 }
 
 /// Checks the token for a role; `Err` is the 401 response.
-fn authorize(required: Option<&str>, headers: &HeaderMap, query: &TokenQuery) -> Result<(), Response> {
+fn authorize(
+    required: Option<&str>,
+    headers: &HeaderMap,
+    query: &TokenQuery,
+) -> Result<(), Response> {
     let presented = auth::presented_token(headers, query.token.as_deref());
     if auth::allowed(required, presented) {
         return Ok(());
@@ -138,19 +149,23 @@ async fn ws_publish(
     }
     let info = conn_info(req.extensions());
     let (mut parts, _body) = req.into_parts();
-    let upgrade = match <WebSocketUpgrade as axum::extract::FromRequestParts<_>>::from_request_parts(
-        &mut parts, &state,
-    )
-    .await
-    {
-        Ok(u) => u,
-        Err(rejection) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!("this route needs a WebSocket upgrade: {}", rejection.body_text()),
-            )
-        }
-    };
+    let upgrade =
+        match <WebSocketUpgrade as axum::extract::FromRequestParts<_>>::from_request_parts(
+            &mut parts, &state,
+        )
+        .await
+        {
+            Ok(u) => u,
+            Err(rejection) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "this route needs a WebSocket upgrade: {}",
+                        rejection.body_text()
+                    ),
+                )
+            }
+        };
     // Room for the header and a little slack above the payload limit, so an oversized
     // frame is refused with a clear error by the frame check rather than by tungstenite.
     let max_msg = state.config.hub.max_payload_len as usize + HEADER_LEN + 1024;
@@ -220,7 +235,10 @@ async fn ws_watch(
 /// Parses `NAME.ext` from a path segment.
 fn name_with_ext(file: &str, ext: &str) -> Result<StreamName, Response> {
     let Some(raw) = file.strip_suffix(ext) else {
-        return Err(text(StatusCode::NOT_FOUND, format!("expected a path ending in {ext}")));
+        return Err(text(
+            StatusCode::NOT_FOUND,
+            format!("expected a path ending in {ext}"),
+        ));
     };
     stream_name(raw)
 }
@@ -330,7 +348,9 @@ async fn snapshot(
     let Some(frame) = state.hub.stream(&name).and_then(|s| s.latest_frame()) else {
         return text(
             StatusCode::NOT_FOUND,
-            format!("stream \"{name}\" has no frame yet (no publisher, or it has not sent a picture)"),
+            format!(
+                "stream \"{name}\" has no frame yet (no publisher, or it has not sent a picture)"
+            ),
         );
     };
     (
@@ -361,7 +381,10 @@ async fn api_stream(State(state): State<Arc<RelayState>>, Path(stream): Path<Str
 async fn metrics_text(State(state): State<Arc<RelayState>>) -> Response {
     match state.metrics {
         Some(handle) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             handle.render(),
         )
             .into_response(),

@@ -42,7 +42,11 @@ async fn refuse_publisher(socket: &mut WebSocket, code: ErrorCode, message: Stri
     tracing::info!(%code, "closing publisher: {message}");
     metrics::counter!("vswa_rejected_total", "reason" => code.as_str()).increment(1);
     let _ = socket
-        .send(Message::Text(ControlMessage::error(code, message.clone()).to_json().into()))
+        .send(Message::Text(
+            ControlMessage::error(code, message.clone())
+                .to_json()
+                .into(),
+        ))
         .await;
     let reason: String = message.chars().take(100).collect();
     let _ = socket
@@ -65,7 +69,11 @@ pub(crate) async fn publisher(
         Err(e) => return refuse_publisher(&mut socket, hub_error_code(&e), e.to_string()).await,
     };
     let hello = hello(&state, Role::Publisher, &name, true);
-    if socket.send(Message::Text(hello.to_json().into())).await.is_err() {
+    if socket
+        .send(Message::Text(hello.to_json().into()))
+        .await
+        .is_err()
+    {
         return;
     }
     let mut viewers = handle.viewer_count();
@@ -149,27 +157,42 @@ enum Inbound {
     Close,
 }
 
-pub(crate) async fn viewer<S>(io: S, state: Arc<RelayState>, name: StreamName, info: Option<ConnInfo>)
-where
+pub(crate) async fn viewer<S>(
+    io: S,
+    state: Arc<RelayState>,
+    name: StreamName,
+    info: Option<ConnInfo>,
+) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let _permit = info.as_ref().map(|i| i.permit.clone());
     let (rd, mut wr) = tokio::io::split(io);
-    let mut handle = match state.hub.watch(&name, ViewerKind::Ws, info.as_ref().map(|i| i.peer)) {
+    let mut handle = match state
+        .hub
+        .watch(&name, ViewerKind::Ws, info.as_ref().map(|i| i.peer))
+    {
         Ok(h) => h,
         Err(e) => {
             let code = hub_error_code(&e);
             metrics::counter!("vswa_rejected_total", "reason" => code.as_str()).increment(1);
             let msg = ControlMessage::error(code, e.to_string()).to_json();
-            let _ = wr.write_all(&ws::encode(Opcode::Text, msg.as_bytes())).await;
-            let _ = wr.write_all(&ws::close(code.close_code(), &e.to_string())).await;
+            let _ = wr
+                .write_all(&ws::encode(Opcode::Text, msg.as_bytes()))
+                .await;
+            let _ = wr
+                .write_all(&ws::close(code.close_code(), &e.to_string()))
+                .await;
             let _ = wr.shutdown().await;
             return;
         }
     };
     let live = handle.stream().is_live();
     let hello = hello(&state, Role::Viewer, &name, live).to_json();
-    if wr.write_all(&ws::encode(Opcode::Text, hello.as_bytes())).await.is_err() {
+    if wr
+        .write_all(&ws::encode(Opcode::Text, hello.as_bytes()))
+        .await
+        .is_err()
+    {
         return;
     }
     let started = Instant::now();
@@ -259,8 +282,12 @@ where
 }
 
 /// Reads what a viewer sends: answers pings, notices close, ignores the rest.
-async fn read_viewer<R>(mut rd: R, tx: mpsc::Sender<Inbound>, last_seen: Arc<AtomicU64>, started: Instant)
-where
+async fn read_viewer<R>(
+    mut rd: R,
+    tx: mpsc::Sender<Inbound>,
+    last_seen: Arc<AtomicU64>,
+    started: Instant,
+) where
     R: AsyncRead + Unpin,
 {
     let mut buf = BytesMut::with_capacity(4096);

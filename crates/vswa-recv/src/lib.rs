@@ -1,0 +1,338 @@
+//! `vswa-recv` as a library: watch one VSWA stream and save, record, pipe or display it
+//! while measuring fps, capture-to-receive latency, drops and bitrate.
+//!
+//! [`run`] is the whole program minus argument parsing; the binary is a thin CLI over it.
+//! The WebSocket client with reconnect and backoff is
+//! [`vswa_transport::subscriber::Subscriber`]; the wire and recording formats are in
+//! `vswa-protocol`. This crate adds the outputs ([`sink`]), the statistics ([`stats`])
+//! and the `--display` window (`display` feature).
+#![warn(missing_docs)]
+
+#[cfg(feature = "display")]
+pub mod display;
+pub mod sink;
+pub mod stats;
+
+use std::future::Future;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use vswa_protocol::control::EndReason;
+use vswa_protocol::Flags;
+use vswa_transport::subscriber::{Subscriber, SubscriberConfig, SubscriberEvent};
+use vswa_transport::{ClientError, ConnectOptions};
+
+pub use sink::{SinkConfig, SinkError, Sinks};
+pub use stats::{Stats, StopReason, Summary};
+
+/// Process exit codes of `vswa-recv`.
+pub mod exit {
+    /// Stopped as asked: count or duration reached, stream ended, pipe closed, Ctrl-C.
+    pub const OK: u8 = 0;
+    /// An unexpected internal failure.
+    pub const FAILURE: u8 = 1;
+    /// Bad command line or URL.
+    pub const USAGE: u8 = 2;
+    /// The relay refused: wrong token (401), invalid stream name (400), other refusals.
+    pub const REFUSED: u8 = 3;
+    /// The relay could not be reached within the connect or reconnect timeout.
+    pub const UNREACHABLE: u8 = 4;
+    /// An output (`--out-dir`, `--record`, `--mjpeg`, `--display`) cannot be used.
+    pub const OUTPUT: u8 = 5;
+}
+
+/// Why `vswa-recv` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecvError {
+    /// The command line or URL is unusable.
+    #[error("{0}")]
+    Usage(String),
+    /// The relay refused the viewer (token, stream name, limits).
+    #[error("{0}")]
+    Refused(ClientError),
+    /// No connection to the relay within the connect or reconnect timeout.
+    #[error("{source} (gave up after {} s)", waited.as_secs_f64())]
+    Unreachable {
+        /// The last failure.
+        source: ClientError,
+        /// How long it kept trying.
+        waited: Duration,
+    },
+    /// An output failed.
+    #[error(transparent)]
+    Output(#[from] SinkError),
+    /// The receiving task stopped unexpectedly.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl RecvError {
+    /// The process exit code for this error (see [`exit`]).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RecvError::Usage(_) => exit::USAGE,
+            RecvError::Refused(_) => exit::REFUSED,
+            RecvError::Unreachable { .. } => exit::UNREACHABLE,
+            RecvError::Output(_) => exit::OUTPUT,
+            RecvError::Internal(_) => exit::FAILURE,
+        }
+    }
+}
+
+impl RecvError {
+    /// Classifies a final client error; `waited` is how long retrying went on.
+    fn client(e: ClientError, waited: Duration) -> Self {
+        match e {
+            ClientError::BadUrl { .. } => RecvError::Usage(e.to_string()),
+            ClientError::Unreachable { .. } | ClientError::Lost(_) => {
+                RecvError::Unreachable { source: e, waited }
+            }
+            ClientError::Unauthorized(_)
+            | ClientError::Refused { .. }
+            | ClientError::Server { .. } => RecvError::Refused(e),
+        }
+    }
+}
+
+/// Everything `vswa-recv` needs to run.
+#[derive(Debug, Clone)]
+pub struct RecvConfig {
+    /// `ws://HOST:PORT/ws/watch/NAME` (or `wss://`).
+    pub url: String,
+    /// Viewer token, if the relay wants one.
+    pub token: Option<String>,
+    /// Extra trusted CA certificate (PEM) for `wss://`.
+    pub ca_cert: Option<PathBuf>,
+    /// How long to keep trying to make the first connection.
+    pub connect_timeout: Duration,
+    /// How long to keep trying after losing a connection (`None`: forever).
+    pub reconnect_timeout: Option<Duration>,
+    /// Outputs.
+    pub sinks: SinkConfig,
+    /// Stop after this many frames.
+    pub count: Option<u64>,
+    /// Stop after this long (counted from start, connecting included).
+    pub duration: Option<Duration>,
+    /// Keep waiting when the publisher leaves instead of exiting.
+    pub wait_on_end: bool,
+    /// Redraw a one-line status on stderr every second (for terminals).
+    pub status_line: bool,
+}
+
+impl RecvConfig {
+    /// Defaults for `url`: 10 s to connect, reconnect forever, no outputs, no limits.
+    pub fn new(url: impl Into<String>) -> RecvConfig {
+        RecvConfig {
+            url: url.into(),
+            token: None,
+            ca_cert: None,
+            connect_timeout: Duration::from_secs(10),
+            reconnect_timeout: None,
+            sinks: SinkConfig::default(),
+            count: None,
+            duration: None,
+            wait_on_end: false,
+            status_line: false,
+        }
+    }
+
+    /// Checks the URL: `ws://` or `wss://`, with a `/ws/watch/NAME` path.
+    pub fn validate(&self) -> Result<(), RecvError> {
+        let url = ConnectOptions::new(self.url.clone())
+            .validate()
+            .map_err(|e| RecvError::Usage(e.to_string()))?;
+        let name = url.path().strip_prefix("/ws/watch/").unwrap_or_default();
+        if name.is_empty() || name.contains('/') {
+            return Err(RecvError::Usage(format!(
+                "--url {:?} is not a viewer URL: expected ws://HOST:PORT/ws/watch/NAME",
+                self.url
+            )));
+        }
+        if self.sinks.display && !cfg!(feature = "display") {
+            return Err(RecvError::Usage(
+                "--display needs a vswa-recv built with the `display` feature".into(),
+            ));
+        }
+        if self.count == Some(0) {
+            return Err(RecvError::Usage("--count must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    fn subscriber_config(&self) -> SubscriberConfig {
+        let mut config = SubscriberConfig::new(self.url.clone());
+        config.connect.token = self.token.clone();
+        config.connect.ca_cert = self.ca_cert.clone();
+        // One handshake may take the whole connect budget, but no more.
+        config.connect.timeout = self.connect_timeout.min(config.connect.timeout);
+        config.initial_timeout = self.connect_timeout;
+        config.reconnect_timeout = self.reconnect_timeout;
+        config
+    }
+}
+
+/// Messages on stderr; keeps the live status line from mixing with other lines.
+#[derive(Debug)]
+struct Console {
+    status_line: bool,
+    status_shown: bool,
+}
+
+impl Console {
+    fn status(&mut self, line: &str) {
+        if self.status_line {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K{line}");
+            let _ = err.flush();
+            self.status_shown = true;
+        }
+    }
+
+    fn say(&mut self, line: &str) {
+        let mut err = std::io::stderr().lock();
+        if std::mem::take(&mut self.status_shown) {
+            let _ = write!(err, "\r\x1b[2K");
+        }
+        let _ = writeln!(err, "vswa-recv: {line}");
+    }
+
+    /// Clears the status line so what follows starts on a clean line.
+    fn clear(&mut self) {
+        if std::mem::take(&mut self.status_shown) {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K");
+            let _ = err.flush();
+        }
+    }
+}
+
+/// Receives until `--count`, `--duration`, the end of the stream, a closed output pipe
+/// or window, or `shutdown` resolves; prints reconnects (and the live status line if
+/// asked) on stderr and returns the summary. The caller prints the summary.
+pub async fn run(
+    config: RecvConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Summary, RecvError> {
+    config.validate()?;
+    // Outputs first: an unwritable path should fail before any network wait.
+    let mut sinks = Sinks::open(&config.sinks)?;
+    let deadline = config.duration.map(|d| tokio::time::Instant::now() + d);
+    let mut console = Console {
+        status_line: config.status_line,
+        status_shown: false,
+    };
+
+    // The subscriber runs in its own task so that waiting for a frame is never cancelled
+    // halfway through a reconnect by the status timer.
+    let (tx, mut rx) = mpsc::channel::<Result<SubscriberEvent, ClientError>>(8);
+    let subscriber_config = config.subscriber_config();
+    let task = tokio::spawn(async move {
+        let mut subscriber = tokio::select! {
+            _ = tx.closed() => return,
+            connected = Subscriber::connect(subscriber_config) => match connected {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            },
+        };
+        loop {
+            tokio::select! {
+                _ = tx.closed() => break,
+                event = subscriber.next() => {
+                    let fatal = event.is_err();
+                    if tx.send(event).await.is_err() || fatal {
+                        break;
+                    }
+                }
+            }
+        }
+        subscriber.close().await;
+    });
+
+    let mut stats = Stats::new(Instant::now());
+    let mut connected_once = false;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    tokio::pin!(shutdown);
+    let sleep_until_deadline = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(sleep_until_deadline);
+
+    let result: Result<StopReason, RecvError> = loop {
+        tokio::select! {
+            _ = &mut shutdown => break Ok(StopReason::Signal),
+            _ = &mut sleep_until_deadline => break Ok(StopReason::Duration),
+            _ = tick.tick() => {
+                if sinks.window_closed() {
+                    break Ok(StopReason::WindowClosed);
+                }
+                let line = stats.status_line(Instant::now());
+                sinks.status(&line);
+                console.status(&line);
+            }
+            event = rx.recv() => match event {
+                None => break Err(RecvError::Internal("the connection task stopped".into())),
+                Some(Err(e)) => {
+                    let waited = if connected_once {
+                        config.reconnect_timeout.unwrap_or_default()
+                    } else {
+                        config.connect_timeout
+                    };
+                    break Err(RecvError::client(e, waited));
+                }
+                Some(Ok(SubscriberEvent::Hello(_))) => {
+                    if connected_once {
+                        console.say("reconnected");
+                    } else {
+                        stats.start(Instant::now());
+                    }
+                    connected_once = true;
+                }
+                Some(Ok(SubscriberEvent::Frame { frame, received_us, gap })) => {
+                    let h = frame.header();
+                    let latency_us = received_us as i64 - h.timestamp_us as i64;
+                    let placeholder = h.flags.contains(Flags::PLACEHOLDER);
+                    let len = frame.payload().len();
+                    stats.frame(Instant::now(), h.sequence, len, latency_us, gap, placeholder);
+                    match sinks.write(&frame) {
+                        Ok(()) => {}
+                        Err(SinkError::PipeClosed) => break Ok(StopReason::PipeClosed),
+                        Err(e) => break Err(e.into()),
+                    }
+                    if sinks.window_closed() {
+                        break Ok(StopReason::WindowClosed);
+                    }
+                    if config.count.is_some_and(|n| stats.frames() >= n) {
+                        break Ok(StopReason::Count);
+                    }
+                }
+                Some(Ok(SubscriberEvent::End(end))) => match end.reason {
+                    EndReason::PublisherLeft if !config.wait_on_end => break Ok(StopReason::StreamEnded),
+                    EndReason::PublisherLeft => console.say("the publisher left; waiting for it to return"),
+                    EndReason::Shutdown | EndReason::Other => {
+                        console.say("the relay is shutting down; will reconnect");
+                    }
+                },
+                Some(Ok(SubscriberEvent::Reconnecting { error, delay })) => {
+                    stats.reconnect();
+                    console.say(&format!("{error}; reconnecting in {:.1} s", delay.as_secs_f64()));
+                }
+            },
+        }
+    };
+    console.clear();
+    // Closing the channel stops the task, which then closes the socket politely.
+    drop(rx);
+    let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+    drop(sinks);
+    result.map(|stopped| stats.summary(Instant::now(), stopped))
+}

@@ -1,0 +1,352 @@
+//! Where received frames go: a directory of JPEG files, a recording file, and a
+//! concatenated-JPEG (MJPEG) stream on a file or stdout. Any combination at once.
+//!
+//! Placeholder ("no signal") frames are written like any other frame: they are what the
+//! publisher sent, and keeping them keeps file names and recordings gap-free in time.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use vswa_protocol::recording::RecordingWriter;
+use vswa_protocol::Frame;
+
+/// Problems with an output.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The `--out-dir` directory cannot be created or written.
+    #[error("cannot write to output directory {}: {source}", path.display())]
+    OutDir {
+        /// The file or directory that failed.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The `--record` file cannot be created or written.
+    #[error("cannot write recording {}: {source}", path.display())]
+    Record {
+        /// The recording path.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The `--mjpeg` output cannot be created or written.
+    #[error("cannot write MJPEG output {target}: {source}")]
+    Mjpeg {
+        /// The path, or `stdout`.
+        target: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// The reader of the `--mjpeg` pipe went away; not a failure, just the end.
+    #[error("the reader of the MJPEG output closed the pipe")]
+    PipeClosed,
+    /// The `--display` window could not be opened or failed.
+    #[error("display: {0}")]
+    Display(String),
+}
+
+/// Which outputs to open.
+#[derive(Debug, Clone, Default)]
+pub struct SinkConfig {
+    /// One JPEG file per frame in this directory (created if missing).
+    pub out_dir: Option<PathBuf>,
+    /// A recording file (replaced if it exists).
+    pub record: Option<PathBuf>,
+    /// Concatenated JPEGs to this file, or to stdout for `-`.
+    pub mjpeg: Option<PathBuf>,
+    /// A live window (needs the `display` feature).
+    pub display: bool,
+}
+
+impl SinkConfig {
+    /// True if `--mjpeg -` sends video to stdout.
+    pub fn mjpeg_to_stdout(&self) -> bool {
+        self.mjpeg.as_deref() == Some(Path::new("-"))
+    }
+}
+
+/// The name of the file for a frame: `frame-<sequence, 12 digits>-<UTC capture time>.jpg`,
+/// e.g. `frame-000000001234-20261121T101500.123456Z.jpg`. Names sort in sequence order
+/// (sequences below 10^12, which at 60 fps lasts five centuries).
+pub fn frame_file_name(sequence: u64, timestamp_us: u64) -> String {
+    format!("frame-{sequence:012}-{}.jpg", utc_timestamp(timestamp_us))
+}
+
+/// Microseconds since the UNIX epoch as basic ISO 8601 UTC: `20261121T101500.123456Z`.
+pub fn utc_timestamp(us: u64) -> String {
+    let secs = us / 1_000_000;
+    let micros = us % 1_000_000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}.{micros:06}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Writes each frame as its own JPEG file, atomically: a reader of the directory sees
+/// whole files or none (temp file in the same directory, then rename).
+#[derive(Debug)]
+pub struct OutDir {
+    dir: PathBuf,
+}
+
+impl OutDir {
+    /// Creates `dir` if missing and checks that files can be created in it.
+    pub fn open(dir: &Path) -> Result<OutDir, SinkError> {
+        let err = |path: &Path, source| SinkError::OutDir {
+            path: path.to_path_buf(),
+            source,
+        };
+        fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
+        // Fail now rather than at the first frame, minutes later.
+        let probe = dir.join(format!(".vswa-recv-probe-{}", std::process::id()));
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&probe)
+            .map_err(|e| err(dir, e))?;
+        fs::remove_file(&probe).map_err(|e| err(&probe, e))?;
+        Ok(OutDir {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Writes one frame; returns the final path.
+    pub fn write(&mut self, frame: &Frame) -> Result<PathBuf, SinkError> {
+        let h = frame.header();
+        let name = frame_file_name(h.sequence, h.timestamp_us);
+        let path = self.dir.join(&name);
+        // The dot prefix hides the partial file from `*.jpg` globs.
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let result = File::create(&tmp)
+            .and_then(|mut f| f.write_all(frame.payload()))
+            .and_then(|()| fs::rename(&tmp, &path));
+        if let Err(source) = result {
+            let _ = fs::remove_file(&tmp);
+            return Err(SinkError::OutDir { path, source });
+        }
+        Ok(path)
+    }
+}
+
+/// Appends frames to a recording file, flushed per frame, so `kill -9` loses at most the
+/// frame being written.
+#[derive(Debug)]
+pub struct Record {
+    path: PathBuf,
+    writer: RecordingWriter<File>,
+}
+
+impl Record {
+    /// Creates (or replaces) the file and writes the recording header.
+    pub fn open(path: &Path) -> Result<Record, SinkError> {
+        let err = |source| SinkError::Record {
+            path: path.to_path_buf(),
+            source,
+        };
+        // A plain File, not a BufWriter: each frame reaches the OS as soon as it is written.
+        let file = File::create(path).map_err(err)?;
+        let writer = RecordingWriter::new(file).map_err(err)?;
+        Ok(Record {
+            path: path.to_path_buf(),
+            writer,
+        })
+    }
+
+    /// Appends one frame.
+    pub fn write(&mut self, frame: &Frame) -> Result<(), SinkError> {
+        self.writer
+            .write_frame(frame)
+            .map_err(|source| SinkError::Record {
+                path: self.path.clone(),
+                source,
+            })
+    }
+}
+
+/// Concatenated JPEGs, the format `ffplay -f mjpeg -` and `ffmpeg -f mjpeg -i -` read.
+pub struct Mjpeg {
+    target: String,
+    out: Box<dyn Write + Send>,
+}
+
+impl std::fmt::Debug for Mjpeg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mjpeg")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mjpeg {
+    /// Opens `path`, or stdout for `-`.
+    pub fn open(path: &Path) -> Result<Mjpeg, SinkError> {
+        if path == Path::new("-") {
+            return Ok(Mjpeg {
+                target: "stdout".into(),
+                out: stdout_writer(),
+            });
+        }
+        let target = path.display().to_string();
+        match File::create(path) {
+            Ok(file) => Ok(Mjpeg {
+                target,
+                out: Box::new(file),
+            }),
+            Err(source) => Err(SinkError::Mjpeg { target, source }),
+        }
+    }
+
+    /// Writes one frame's JPEG and flushes it to the reader.
+    pub fn write(&mut self, frame: &Frame) -> Result<(), SinkError> {
+        match self
+            .out
+            .write_all(frame.payload())
+            .and_then(|()| self.out.flush())
+        {
+            Ok(()) => Ok(()),
+            // Rust ignores SIGPIPE, so a reader that quit shows up as this error.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(SinkError::PipeClosed),
+            Err(source) => Err(SinkError::Mjpeg {
+                target: self.target.clone(),
+                source,
+            }),
+        }
+    }
+}
+
+/// Stdout without std's line buffering, which would split binary JPEG data at every
+/// newline byte.
+fn stdout_writer() -> Box<dyn Write + Send> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        if let Ok(fd) = io::stdout().as_fd().try_clone_to_owned() {
+            return Box::new(File::from(fd));
+        }
+    }
+    Box::new(io::stdout())
+}
+
+/// All outputs of one run.
+#[derive(Debug, Default)]
+pub struct Sinks {
+    out_dir: Option<OutDir>,
+    record: Option<Record>,
+    mjpeg: Option<Mjpeg>,
+    #[cfg(feature = "display")]
+    display: Option<crate::display::Display>,
+}
+
+impl Sinks {
+    /// Opens every configured output, failing on the first that cannot be used.
+    pub fn open(config: &SinkConfig) -> Result<Sinks, SinkError> {
+        #[cfg(not(feature = "display"))]
+        if config.display {
+            return Err(SinkError::Display(
+                "this vswa-recv was built without the `display` feature".into(),
+            ));
+        }
+        Ok(Sinks {
+            out_dir: config.out_dir.as_deref().map(OutDir::open).transpose()?,
+            record: config.record.as_deref().map(Record::open).transpose()?,
+            mjpeg: config.mjpeg.as_deref().map(Mjpeg::open).transpose()?,
+            #[cfg(feature = "display")]
+            display: if config.display {
+                Some(crate::display::Display::open()?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// Hands a frame to every output.
+    pub fn write(&mut self, frame: &Frame) -> Result<(), SinkError> {
+        if let Some(record) = &mut self.record {
+            record.write(frame)?;
+        }
+        if let Some(dir) = &mut self.out_dir {
+            dir.write(frame)?;
+        }
+        #[cfg(feature = "display")]
+        if let Some(display) = &self.display {
+            display.show(frame)?;
+        }
+        if let Some(mjpeg) = &mut self.mjpeg {
+            mjpeg.write(frame)?;
+        }
+        Ok(())
+    }
+
+    /// Shows `status` where the outputs can (the window title).
+    pub fn status(&self, _status: &str) {
+        #[cfg(feature = "display")]
+        if let Some(display) = &self.display {
+            display.set_title(_status);
+        }
+    }
+
+    /// True once the user closed the `--display` window.
+    pub fn window_closed(&self) -> bool {
+        #[cfg(feature = "display")]
+        if let Some(display) = &self.display {
+            return display.closed();
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_basic_iso8601() {
+        assert_eq!(utc_timestamp(0), "19700101T000000.000000Z");
+        // 2026-11-21 10:15:00.123456 UTC
+        assert_eq!(
+            utc_timestamp(1_795_256_100_123_456),
+            "20261121T101500.123456Z"
+        );
+        // Leap day.
+        assert_eq!(
+            utc_timestamp(951_782_400_000_001),
+            "20000229T000000.000001Z"
+        );
+    }
+
+    #[test]
+    fn file_names_sort_in_sequence_order() {
+        assert_eq!(
+            frame_file_name(1234, 1_795_256_100_123_456),
+            "frame-000000001234-20261121T101500.123456Z.jpg"
+        );
+        let mut names: Vec<String> = [5u64, 100, 9, 1_000_000, 0]
+            .iter()
+            .map(|&s| frame_file_name(s, 1_000_000 * s))
+            .collect();
+        names.sort();
+        let seqs: Vec<u64> = names.iter().map(|n| n[6..18].parse().unwrap()).collect();
+        assert_eq!(seqs, [0, 5, 9, 100, 1_000_000]);
+    }
+}

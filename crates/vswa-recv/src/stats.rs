@@ -1,0 +1,404 @@
+//! Receive statistics: frames, fps, capture-to-receive latency percentiles, drops from
+//! sequence gaps, and bitrate, for the live status line and the final summary.
+//!
+//! Memory stays bounded however long the program runs: latency percentiles for the
+//! whole run come from a fixed-size uniform reservoir, and the live ones from a ring of
+//! the most recent samples.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+/// Latency samples kept for the whole-run percentiles.
+pub const RESERVOIR_LEN: usize = 4096;
+/// Most recent latency samples used for the live status line.
+pub const RECENT_LEN: usize = 256;
+
+/// A uniform random sample of at most [`RESERVOIR_LEN`] values out of any number
+/// (Vitter's algorithm R), so percentiles of a long run cost constant memory.
+#[derive(Debug, Clone)]
+pub struct Reservoir {
+    samples: Vec<i64>,
+    seen: u64,
+    rng: u64,
+}
+
+impl Default for Reservoir {
+    fn default() -> Self {
+        Reservoir {
+            samples: Vec::with_capacity(RESERVOIR_LEN),
+            seen: 0,
+            rng: 0x9E37_79B9_7F4A_7C15,
+        }
+    }
+}
+
+impl Reservoir {
+    /// Offers one value.
+    pub fn push(&mut self, value: i64) {
+        self.seen += 1;
+        if self.samples.len() < RESERVOIR_LEN {
+            self.samples.push(value);
+            return;
+        }
+        // xorshift64: statistical quality is ample for sampling, and it needs no crate.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let slot = self.rng % self.seen;
+        if let Some(s) = self.samples.get_mut(slot as usize) {
+            *s = value;
+        }
+    }
+
+    /// Values offered so far (not only those kept).
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
+    /// The kept values.
+    pub fn samples(&self) -> &[i64] {
+        &self.samples
+    }
+}
+
+/// The most recent [`RECENT_LEN`] values.
+#[derive(Debug, Clone, Default)]
+pub struct Recent {
+    samples: Vec<i64>,
+    next: usize,
+}
+
+impl Recent {
+    /// Adds a value, forgetting the oldest when full.
+    pub fn push(&mut self, value: i64) {
+        if self.samples.len() < RECENT_LEN {
+            self.samples.push(value);
+        } else {
+            self.samples[self.next] = value;
+        }
+        self.next = (self.next + 1) % RECENT_LEN;
+    }
+
+    /// The kept values, in no particular order.
+    pub fn samples(&self) -> &[i64] {
+        &self.samples
+    }
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest value among the samples.
+    pub max: f64,
+}
+
+impl Latency {
+    /// Nearest-rank percentiles of latencies given in microseconds; `None` if empty.
+    pub fn from_micros(samples: &[i64]) -> Option<Latency> {
+        if samples.is_empty() {
+            return None;
+        }
+        let mut sorted = samples.to_vec();
+        sorted.sort_unstable();
+        let rank = |p: f64| {
+            let idx = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+            sorted[idx] as f64 / 1000.0
+        };
+        Some(Latency {
+            p50: rank(0.50),
+            p99: rank(0.99),
+            max: sorted[sorted.len() - 1] as f64 / 1000.0,
+        })
+    }
+}
+
+/// Why the program stopped receiving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// `--count` frames were received.
+    Count,
+    /// `--duration` elapsed.
+    Duration,
+    /// The publisher left (an `end` message with reason `publisher_left`).
+    StreamEnded,
+    /// Ctrl-C or SIGTERM.
+    Signal,
+    /// The reader of `--mjpeg` closed its end of the pipe.
+    PipeClosed,
+    /// The `--display` window was closed.
+    WindowClosed,
+}
+
+impl StopReason {
+    /// A few words for the summary line.
+    pub fn describe(self) -> &'static str {
+        match self {
+            StopReason::Count => "frame count reached",
+            StopReason::Duration => "duration reached",
+            StopReason::StreamEnded => "stream ended",
+            StopReason::Signal => "interrupted",
+            StopReason::PipeClosed => "output pipe closed",
+            StopReason::WindowClosed => "window closed",
+        }
+    }
+}
+
+/// The final report, printed as one line on stderr or, with `--stats-json`, as one JSON
+/// object on stdout.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Frames received (placeholders included).
+    pub frames: u64,
+    /// Payload bytes received.
+    pub bytes: u64,
+    /// Seconds from the first connection to the end.
+    pub seconds: f64,
+    /// Average frames per second, from the first frame's arrival to the last one's
+    /// (0 with fewer than two frames).
+    pub fps: f64,
+    /// Average payload bitrate over the same span, in kbit/s.
+    pub kbit_per_s: f64,
+    /// Capture-to-receive latency percentiles over the whole run (from a bounded
+    /// sample); `null` without frames. Assumes sender and receiver clocks agree.
+    pub latency_ms: Option<Latency>,
+    /// Frames missing according to sequence gaps, summed.
+    pub drops: u64,
+    /// Placeholder ("no signal") frames among `frames`.
+    pub placeholders: u64,
+    /// Times the connection was lost and re-established.
+    pub reconnects: u64,
+    /// Sequence number of the first frame received.
+    pub first_sequence: Option<u64>,
+    /// Sequence number of the last frame received.
+    pub last_sequence: Option<u64>,
+    /// Why receiving stopped.
+    pub stopped: StopReason,
+}
+
+impl Summary {
+    /// The one-line human form.
+    pub fn line(&self) -> String {
+        let latency = match &self.latency_ms {
+            Some(l) => format!("latency p50 {:.1} ms p99 {:.1} ms", l.p50, l.p99),
+            None => "latency n/a".to_string(),
+        };
+        format!(
+            "{} frames in {:.1} s ({:.1} fps), {latency}, {} dropped, {:.0} kbit/s, {} reconnects; {}",
+            self.frames,
+            self.seconds,
+            self.fps,
+            self.drops,
+            self.kbit_per_s,
+            self.reconnects,
+            self.stopped.describe()
+        )
+    }
+}
+
+/// Counters of one run. Time comes in as arguments so the arithmetic is testable.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    started: Instant,
+    frames: u64,
+    bytes: u64,
+    drops: u64,
+    placeholders: u64,
+    reconnects: u64,
+    first_sequence: Option<u64>,
+    last_sequence: Option<u64>,
+    /// Arrival of the first frame and its size, which the average rates leave out:
+    /// the relay may hand a new viewer a frame captured earlier.
+    first_frame: Option<(Instant, u64)>,
+    last_frame_at: Option<Instant>,
+    reservoir: Reservoir,
+    recent: Recent,
+    window_start: Instant,
+    window_frames: u64,
+    window_bytes: u64,
+}
+
+impl Stats {
+    /// Starts counting at `now`.
+    pub fn new(now: Instant) -> Stats {
+        Stats {
+            started: now,
+            frames: 0,
+            bytes: 0,
+            drops: 0,
+            placeholders: 0,
+            reconnects: 0,
+            first_sequence: None,
+            last_sequence: None,
+            first_frame: None,
+            last_frame_at: None,
+            reservoir: Reservoir::default(),
+            recent: Recent::default(),
+            window_start: now,
+            window_frames: 0,
+            window_bytes: 0,
+        }
+    }
+
+    /// Restarts the clock, e.g. once connected, so connecting does not count as receiving.
+    pub fn start(&mut self, now: Instant) {
+        self.started = now;
+        self.window_start = now;
+    }
+
+    /// Counts a frame that arrived at `now`. `latency_us` is receive time minus capture
+    /// time; `gap` the frames missing before it.
+    pub fn frame(
+        &mut self,
+        now: Instant,
+        sequence: u64,
+        payload_len: usize,
+        latency_us: i64,
+        gap: u64,
+        placeholder: bool,
+    ) {
+        self.frames += 1;
+        self.bytes += payload_len as u64;
+        self.window_frames += 1;
+        self.window_bytes += payload_len as u64;
+        self.drops += gap;
+        self.placeholders += u64::from(placeholder);
+        self.first_sequence.get_or_insert(sequence);
+        self.first_frame.get_or_insert((now, payload_len as u64));
+        self.last_frame_at = Some(now);
+        self.last_sequence = Some(sequence);
+        self.reservoir.push(latency_us);
+        self.recent.push(latency_us);
+    }
+
+    /// Counts a lost connection.
+    pub fn reconnect(&mut self) {
+        self.reconnects += 1;
+    }
+
+    /// Frames so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// The live status line: rates since the previous call, recent latency, totals.
+    pub fn status_line(&mut self, now: Instant) -> String {
+        let secs = now
+            .saturating_duration_since(self.window_start)
+            .as_secs_f64()
+            .max(1e-3);
+        let fps = self.window_frames as f64 / secs;
+        let kbps = self.window_bytes as f64 * 8.0 / 1000.0 / secs;
+        self.window_start = now;
+        self.window_frames = 0;
+        self.window_bytes = 0;
+        let latency = match Latency::from_micros(self.recent.samples()) {
+            Some(l) => format!("p50 {:.1} ms p99 {:.1} ms", l.p50, l.p99),
+            None => "n/a".to_string(),
+        };
+        format!(
+            "{} frames | {fps:.1} fps | latency {latency} | {} dropped | {kbps:.0} kbit/s",
+            self.frames, self.drops
+        )
+    }
+
+    /// The final report.
+    pub fn summary(&self, now: Instant, stopped: StopReason) -> Summary {
+        let elapsed = now.saturating_duration_since(self.started);
+        let (fps, kbit_per_s) = match (self.first_frame, self.last_frame_at) {
+            (Some((first, first_bytes)), Some(last)) if last > first => {
+                let span = (last - first).as_secs_f64();
+                (
+                    (self.frames - 1) as f64 / span,
+                    (self.bytes - first_bytes) as f64 * 8.0 / 1000.0 / span,
+                )
+            }
+            _ => (0.0, 0.0),
+        };
+        let round3 = |v: f64| (v * 1000.0).round() / 1000.0;
+        Summary {
+            frames: self.frames,
+            bytes: self.bytes,
+            seconds: round3(elapsed.as_secs_f64()),
+            fps: round3(fps),
+            kbit_per_s: round3(kbit_per_s),
+            latency_ms: Latency::from_micros(self.reservoir.samples()),
+            drops: self.drops,
+            placeholders: self.placeholders,
+            reconnects: self.reconnects,
+            first_sequence: self.first_sequence,
+            last_sequence: self.last_sequence,
+            stopped,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn percentiles_nearest_rank() {
+        let samples: Vec<i64> = (1..=100).map(|ms| ms * 1000).collect();
+        let l = Latency::from_micros(&samples).unwrap();
+        assert_eq!((l.p50, l.p99, l.max), (50.0, 99.0, 100.0));
+        assert_eq!(Latency::from_micros(&[]), None);
+        let one = Latency::from_micros(&[1500]).unwrap();
+        assert_eq!((one.p50, one.p99), (1.5, 1.5));
+    }
+
+    #[test]
+    fn reservoir_stays_bounded_and_representative() {
+        let mut r = Reservoir::default();
+        for i in 0..100_000 {
+            r.push(i);
+        }
+        assert_eq!(r.samples().len(), RESERVOIR_LEN);
+        assert_eq!(r.seen(), 100_000);
+        // A uniform sample of 0..100k has its median near 50k.
+        let median = Latency::from_micros(r.samples()).unwrap().p50 * 1000.0;
+        assert!((40_000.0..60_000.0).contains(&median), "median {median}");
+    }
+
+    #[test]
+    fn recent_keeps_the_newest() {
+        let mut r = Recent::default();
+        for i in 0..1000 {
+            r.push(i);
+        }
+        assert_eq!(r.samples().len(), RECENT_LEN);
+        assert_eq!(*r.samples().iter().min().unwrap(), 1000 - RECENT_LEN as i64);
+    }
+
+    #[test]
+    fn summary_rates_and_drops() {
+        let t0 = Instant::now();
+        let mut s = Stats::new(t0);
+        s.frame(t0, 10, 1000, 2000, 0, false);
+        s.frame(t0 + Duration::from_secs(1), 13, 1000, 4000, 2, true);
+        s.frame(t0 + Duration::from_secs(2), 14, 1000, 3000, 0, false);
+        let sum = s.summary(t0 + Duration::from_secs(3), StopReason::Count);
+        assert_eq!(sum.frames, 3);
+        assert_eq!(sum.drops, 2);
+        assert_eq!(sum.placeholders, 1);
+        assert_eq!(sum.seconds, 3.0);
+        assert_eq!(
+            (sum.first_sequence, sum.last_sequence),
+            (Some(10), Some(14))
+        );
+        assert!((sum.fps - 1.0).abs() < 1e-9);
+        assert!((sum.kbit_per_s - 8.0).abs() < 1e-9);
+        assert_eq!(sum.latency_ms.unwrap().p50, 3.0);
+        let one = Stats::new(t0);
+        assert_eq!(one.summary(t0, StopReason::Signal).fps, 0.0);
+        let json = serde_json::to_value(&sum).unwrap();
+        assert_eq!(json["stopped"], "count");
+        assert_eq!(json["latency_ms"]["p99"], 4.0);
+    }
+}

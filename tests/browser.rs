@@ -1,0 +1,763 @@
+//! The web pages in real headless Chromium (Debian's `chromium` and `chromium-driver`).
+//!
+//! Driver: `fantoccini`, a WebDriver client, talking plain HTTP on loopback to
+//! `chromedriver`. WebDriver is a W3C standard that also works with geckodriver for Firefox,
+//! and fantoccini built without its TLS features pulls in only a small HTTP client, where a
+//! CDP crate (chromiumoxide) brings a large generated protocol and is tied to Chromium.
+//!
+//! Each test starts its own relay (`target/debug/vswa-relay`, port 0) and its own
+//! chromedriver (a free loopback port) with a fresh profile, is bounded by [`TEST_TIMEOUT`]
+//! and kills its children on drop. The tests take a lock, so one browser runs at a time.
+//!
+//! When Chromium or chromedriver is missing the tests print why and pass, unless
+//! `VSWA_REQUIRE_BROWSER=1` is set (CI), which turns that into a failure. `VSWA_CHROMIUM`,
+//! `VSWA_CHROMEDRIVER` and `VSWA_RELAY_BIN` override where the programs are looked for.
+//!
+//! The relay is not a dependency of this package (it is a binary crate), so build it first:
+//! `cargo build --workspace && VSWA_REQUIRE_BROWSER=1 cargo test -p vswa --test browser`
+//! (`cargo test --workspace` builds every binary before it runs tests).
+//!
+//! Screenshots for docs/screenshots/ (ignored test, writes the PNG files):
+//! `cargo build --workspace && cargo test -p vswa --test browser -- --ignored screenshots`
+#![cfg(unix)]
+
+use std::fs;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{json, Value};
+use vswa_transport::subscriber::{Subscriber, SubscriberConfig, SubscriberEvent};
+
+/// Upper bound for one test, browser start-up included.
+const TEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One browser at a time: the machines have two cores.
+static BROWSER_LOCK: Mutex<()> = Mutex::new(());
+
+// ---------------------------------------------------------------------------------------
+// finding the programs
+
+struct Programs {
+    chromium: PathBuf,
+    chromedriver: PathBuf,
+    relay: PathBuf,
+}
+
+fn find_in_path(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    for dir in std::env::split_paths(&path) {
+        for name in names {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    None
+}
+
+fn from_env_or_path(var: &str, names: &[&str]) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p)).filter(|p| p.is_file()),
+        _ => find_in_path(names),
+    }
+}
+
+/// `target/debug/vswa-relay`, next to the directory that holds this test executable.
+fn relay_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("VSWA_RELAY_BIN").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/debug/deps/browser-HASH -> target/debug
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable has no target dir");
+    dir.join(format!("vswa-relay{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// The programs the tests need, or `None` (after printing why) when the browser is missing
+/// and `VSWA_REQUIRE_BROWSER` is not set.
+fn programs(test: &str) -> Option<Programs> {
+    let chromium = from_env_or_path(
+        "VSWA_CHROMIUM",
+        &["chromium", "chromium-browser", "google-chrome"],
+    );
+    let chromedriver = from_env_or_path("VSWA_CHROMEDRIVER", &["chromedriver"]);
+    let (chromium, chromedriver) = match (chromium, chromedriver) {
+        (Some(c), Some(d)) => (c, d),
+        (c, d) => {
+            let missing = [(c.is_none(), "chromium"), (d.is_none(), "chromedriver")]
+                .iter()
+                .filter(|(m, _)| *m)
+                .map(|(_, n)| *n)
+                .collect::<Vec<_>>()
+                .join(" and ");
+            let required =
+                std::env::var("VSWA_REQUIRE_BROWSER").is_ok_and(|v| !v.is_empty() && v != "0");
+            assert!(
+                !required,
+                "{test}: VSWA_REQUIRE_BROWSER is set but {missing} is missing \
+                 (Debian: apt-get install chromium chromium-driver)"
+            );
+            eprintln!("{test}: skipped, {missing} not found (Debian: apt-get install chromium chromium-driver)");
+            return None;
+        }
+    };
+    let relay = relay_binary();
+    assert!(
+        relay.is_file(),
+        "{test}: {} is missing: run `cargo build --workspace` first",
+        relay.display()
+    );
+    Some(Programs {
+        chromium,
+        chromedriver,
+        relay,
+    })
+}
+
+/// Runs one browser test: skip check, lock, runtime, overall timeout.
+fn run<F, Fut>(name: &str, body: F)
+where
+    F: FnOnce(Programs) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let Some(programs) = programs(name) else {
+        return;
+    };
+    let _guard = BROWSER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let started = Instant::now();
+    let outcome = rt.block_on(async { tokio::time::timeout(TEST_TIMEOUT, body(programs)).await });
+    // Children are killed by the drops inside `body`; give nothing time to linger.
+    rt.shutdown_timeout(Duration::from_secs(2));
+    match outcome {
+        Ok(Ok(())) => eprintln!("{name}: ok in {:.1} s", started.elapsed().as_secs_f64()),
+        Ok(Err(e)) => panic!("{name}: {e:#}"),
+        Err(_) => panic!("{name}: timed out after {} s", TEST_TIMEOUT.as_secs()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// temp dirs and child processes
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = std::env::temp_dir().join(format!(
+            "vswa-browser-{tag}-{}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child in its own process group; dropping it kills the whole group (chromedriver
+/// starts Chromium in its group, and Chromium outlives a killed chromedriver otherwise).
+/// On a failing test the tail of its log is printed.
+struct Proc {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &'static str, mut cmd: Command, log: PathBuf) -> Result<Proc> {
+        let out = fs::File::create(&log)?;
+        cmd.stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .process_group(0);
+        let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+        Ok(Proc { name, child, log })
+    }
+
+    fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let pgid = self.child.id();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pgid}")])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let text = self.log_text();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(30)..];
+            eprintln!(
+                "---- last lines of the {} log ----\n{}",
+                self.name,
+                tail.join("\n")
+            );
+        }
+    }
+}
+
+struct Relay {
+    addr: SocketAddr,
+    _proc: Proc,
+    _dir: TempDir,
+}
+
+impl Relay {
+    /// Starts `vswa-relay --listen 127.0.0.1:0` (with `--demo` if asked) and reads the
+    /// port from its "listening on" line.
+    async fn start(bin: &Path, demo: bool) -> Result<Relay> {
+        let dir = TempDir::new("relay");
+        let mut cmd = Command::new(bin);
+        cmd.args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info");
+        if demo {
+            cmd.arg("--demo");
+        }
+        let mut proc = Proc::spawn("relay", cmd, dir.0.join("relay.log"))?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let log = proc.log_text();
+            if let Some(rest) = log.split("listening on http://").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap_or("");
+                let addr: SocketAddr = addr
+                    .parse()
+                    .with_context(|| format!("relay address {addr:?}"))?;
+                return Ok(Relay {
+                    addr,
+                    _proc: proc,
+                    _dir: dir,
+                });
+            }
+            if proc.exited() {
+                bail!("the relay exited at start:\n{log}");
+            }
+            if Instant::now() > deadline {
+                bail!("the relay printed no listening address within 15 s:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// Window size of a browser session.
+#[derive(Clone, Copy, Debug)]
+enum Viewport {
+    /// A desktop window of this size.
+    Desktop(u32, u32),
+    /// Chromium's mobile emulation (touch, mobile user agent) at device pixel ratio 1.
+    Phone(u32, u32),
+}
+
+/// chromedriver plus a WebDriver session with headless Chromium.
+struct Browser {
+    client: Option<Client>,
+    _driver: Proc,
+    _dir: TempDir,
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Browser {
+    async fn start(programs: &Programs, viewport: Viewport, fake_camera: bool) -> Result<Browser> {
+        let dir = TempDir::new("chrome");
+        let profile = dir.0.join("profile");
+        fs::create_dir_all(&profile)?;
+        // Another process may take the probed port before chromedriver binds it: retry.
+        let mut last_err = anyhow!("chromedriver did not start");
+        for attempt in 0..3 {
+            let port = free_port()?;
+            let mut cmd = Command::new(&programs.chromedriver);
+            cmd.arg(format!("--port={port}"))
+                .arg("--allowed-ips=127.0.0.1")
+                .arg("--log-level=WARNING");
+            let mut driver = Proc::spawn(
+                "chromedriver",
+                cmd,
+                dir.0.join(format!("chromedriver-{attempt}.log")),
+            )?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let up = loop {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    break true;
+                }
+                if driver.exited() || Instant::now() > deadline {
+                    break false;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            if !up {
+                last_err = anyhow!(
+                    "chromedriver did not listen on port {port}:\n{}",
+                    driver.log_text()
+                );
+                continue;
+            }
+            let client = connect(programs, port, &profile, viewport, fake_camera)
+                .await
+                .with_context(|| format!("new WebDriver session:\n{}", driver.log_text()))?;
+            return Ok(Browser {
+                client: Some(client),
+                _driver: driver,
+                _dir: dir,
+            });
+        }
+        Err(last_err)
+    }
+
+    fn client(&self) -> &Client {
+        self.client.as_ref().expect("browser session open")
+    }
+
+    /// Ends the session politely (chromedriver closes Chromium); the drop kills what is left.
+    async fn close(mut self) {
+        if let Some(client) = self.client.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), client.close()).await;
+        }
+    }
+
+    async fn goto(&self, url: &str) -> Result<()> {
+        self.client()
+            .goto(url)
+            .await
+            .with_context(|| format!("opening {url}"))
+    }
+
+    async fn eval(&self, script: &str) -> Result<Value> {
+        self.client()
+            .execute(script, vec![])
+            .await
+            .with_context(|| format!("running {script:?}"))
+    }
+
+    /// Polls `script` (which returns a boolean) until it is true.
+    async fn wait_for(&self, what: &str, script: &str, limit: Duration, debug: &str) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.eval(script).await? == Value::Bool(true) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let state = self.eval(debug).await.unwrap_or(Value::Null);
+                bail!(
+                    "{what}: not within {} s; page state: {state}",
+                    limit.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+async fn connect(
+    programs: &Programs,
+    port: u16,
+    profile: &Path,
+    viewport: Viewport,
+    fake_camera: bool,
+) -> Result<Client> {
+    let mut args = vec![
+        "--headless".to_string(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-quic".into(),
+        "--no-first-run".into(),
+        "--no-default-browser-check".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        "--disable-breakpad".into(),
+        "--disable-dev-shm-usage".into(),
+        "--hide-scrollbars".into(),
+        // Only loopback traffic: nothing may resolve to the outside.
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1".into(),
+        format!("--user-data-dir={}", profile.display()),
+    ];
+    if fake_camera {
+        args.push("--use-fake-device-for-media-stream".into());
+        args.push("--use-fake-ui-for-media-stream".into());
+    }
+    let mut chrome = json!({
+        "binary": programs.chromium.to_string_lossy(),
+        "args": args,
+    });
+    match viewport {
+        Viewport::Desktop(w, h) => {
+            args_push(&mut chrome, format!("--window-size={w},{h}"));
+        }
+        Viewport::Phone(w, h) => {
+            chrome["mobileEmulation"] = json!({
+                "deviceMetrics": { "width": w, "height": h, "pixelRatio": 1.0, "touch": true, "mobile": true },
+            });
+            args_push(&mut chrome, format!("--window-size={w},{h}"));
+        }
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), json!("chrome"));
+    caps.insert("goog:chromeOptions".into(), chrome);
+    caps.insert("pageLoadStrategy".into(), json!("normal"));
+    let client = ClientBuilder::new(HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    if let Viewport::Desktop(w, h) = viewport {
+        // --window-size sets the outer size; make the page itself (the screenshot) w x h.
+        let inner = client
+            .execute("return [window.innerWidth, window.innerHeight]", vec![])
+            .await?;
+        let dim = |i: usize| {
+            inner[i]
+                .as_u64()
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(0)
+        };
+        let (iw, ih) = (dim(0), dim(1));
+        if iw > 0 && ih > 0 && (iw, ih) != (w, h) {
+            client
+                .set_window_size(w + w.saturating_sub(iw), h + h.saturating_sub(ih))
+                .await?;
+        }
+    }
+    Ok(client)
+}
+
+fn args_push(chrome: &mut Value, arg: String) {
+    if let Some(args) = chrome["args"].as_array_mut() {
+        args.push(Value::String(arg));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// images
+
+struct Rgb {
+    width: u32,
+    height: u32,
+    pixels: Vec<[u8; 3]>,
+}
+
+fn decode_png(bytes: &[u8]) -> Result<Rgb> {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().context("PNG header")?;
+    let mut buf = vec![0; reader.output_buffer_size().context("PNG too large")?];
+    let info = reader.next_frame(&mut buf).context("PNG data")?;
+    let channels = info.color_type.samples();
+    ensure!(
+        channels >= 3,
+        "PNG screenshot is not colour ({:?})",
+        info.color_type
+    );
+    let pixels = buf[..info.buffer_size()]
+        .chunks_exact(channels)
+        .map(|p| [p[0], p[1], p[2]])
+        .collect();
+    Ok(Rgb {
+        width: info.width,
+        height: info.height,
+        pixels,
+    })
+}
+
+/// Share of the pixels that have the most common colour, and the number of colours.
+fn colour_stats(img: &Rgb) -> (f64, usize) {
+    let mut counts = std::collections::HashMap::new();
+    for p in &img.pixels {
+        *counts.entry(*p).or_insert(0usize) += 1;
+    }
+    let top = counts.values().copied().max().unwrap_or(0);
+    (top as f64 / img.pixels.len().max(1) as f64, counts.len())
+}
+
+fn differing_pixels(a: &Rgb, b: &Rgb) -> usize {
+    a.pixels
+        .iter()
+        .zip(&b.pixels)
+        .filter(|(x, y)| x.iter().zip(y.iter()).any(|(p, q)| p.abs_diff(*q) > 8))
+        .count()
+}
+
+// ---------------------------------------------------------------------------------------
+// tests
+
+const STATS_JS: &str = "return JSON.stringify(window.vswaStats || null)";
+const BROADCAST_JS: &str = "return JSON.stringify(window.vswaBroadcast || null)";
+
+/// (a) A page publishes Chromium's fake camera at 640x480; a WebSocket viewer receives at
+/// least 30 frames that decode as 640x480 JPEG.
+#[test]
+fn broadcast_fake_camera_reaches_a_viewer() {
+    run(
+        "broadcast_fake_camera_reaches_a_viewer",
+        |programs| async move {
+            const WANT: usize = 30;
+            let relay = Relay::start(&programs.relay, false).await?;
+            // The viewer connects first: it waits for the publisher.
+            let mut config = SubscriberConfig::new(format!("ws://{}/ws/watch/cam", relay.addr));
+            config.initial_timeout = Duration::from_secs(10);
+            config.reconnect_timeout = Some(Duration::from_secs(10));
+            let mut viewer = Subscriber::connect(config)
+                .await
+                .context("viewer connect")?;
+
+            let browser = Browser::start(&programs, Viewport::Desktop(1280, 800), true).await?;
+            browser
+                .goto(
+                    &relay
+                        .url("/broadcast/cam?autostart=1&width=640&height=480&fps=15&quality=0.8"),
+                )
+                .await?;
+
+            let receive = async {
+                let mut good = 0;
+                let mut seen = 0;
+                while good < WANT {
+                    match viewer.next().await.context("viewer")? {
+                        SubscriberEvent::Frame { frame, .. } => {
+                            seen += 1;
+                            let header = *frame.header();
+                            let image = vswa_codec::decode(frame.payload()).with_context(|| {
+                                format!("frame {} is not a decodable JPEG", header.sequence)
+                            })?;
+                            ensure!(
+                                (image.width, image.height) == (640, 480),
+                                "frame {} decodes to {}x{}, wanted 640x480",
+                                header.sequence,
+                                image.width,
+                                image.height
+                            );
+                            ensure!(
+                                (u32::from(header.width), u32::from(header.height)) == (640, 480),
+                                "frame {} header says {}x{}",
+                                header.sequence,
+                                header.width,
+                                header.height
+                            );
+                            good += 1;
+                        }
+                        SubscriberEvent::Reconnecting { error, .. } => {
+                            bail!("viewer lost the relay: {error}")
+                        }
+                        SubscriberEvent::End(end) => {
+                            bail!("the publisher ended after {seen} frames: {end:?}")
+                        }
+                        SubscriberEvent::Hello(_) => {}
+                    }
+                }
+                Ok::<_, anyhow::Error>(good)
+            };
+            let got = match tokio::time::timeout(Duration::from_secs(30), receive).await {
+                Ok(r) => r,
+                Err(_) => Err(anyhow!("fewer than {WANT} frames within 30 s")),
+            };
+            let state = browser.eval(BROADCAST_JS).await.unwrap_or(Value::Null);
+            let got = got.with_context(|| format!("broadcast page state: {state}"))?;
+            eprintln!("received {got} frames of 640x480; page: {state}");
+            viewer.close().await;
+            browser.close().await;
+            Ok(())
+        },
+    );
+}
+
+/// (b) `/view/demo` shows moving, non-blank video and reports fps above zero.
+#[test]
+fn viewer_shows_moving_video() {
+    run("viewer_shows_moving_video", |programs| async move {
+        let relay = Relay::start(&programs.relay, true).await?;
+        let browser = Browser::start(&programs, Viewport::Desktop(1280, 800), false).await?;
+        browser.goto(&relay.url("/view/demo")).await?;
+        browser
+            .wait_for(
+                "5 frames drawn",
+                "return !!window.vswaStats && window.vswaStats.frames >= 5",
+                Duration::from_secs(20),
+                STATS_JS,
+            )
+            .await?;
+        // Hide the statistics overlay so the screenshots show the video alone.
+        browser
+            .eval("document.getElementById('overlay').classList.add('hidden'); return true")
+            .await?;
+        let canvas = browser.client().find(Locator::Id("video")).await?;
+        let first = decode_png(&canvas.screenshot().await?)?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let second = decode_png(&canvas.screenshot().await?)?;
+        ensure!(
+            (first.width, first.height) == (second.width, second.height) && first.width > 16,
+            "canvas screenshots of {}x{} and {}x{}",
+            first.width,
+            first.height,
+            second.width,
+            second.height
+        );
+        for (name, img) in [("first", &first), ("second", &second)] {
+            let (top, colours) = colour_stats(img);
+            ensure!(
+                top < 0.95 && colours >= 16,
+                "{name} screenshot looks blank: {:.1}% of it one colour, {colours} colours",
+                top * 100.0
+            );
+        }
+        let changed = differing_pixels(&first, &second);
+        ensure!(
+            changed >= 100,
+            "the video did not move: {changed} pixels changed in 1 s"
+        );
+        let stats: Value =
+            serde_json::from_str(browser.eval(STATS_JS).await?.as_str().unwrap_or("null"))?;
+        let fps = stats["fps"].as_f64().unwrap_or(0.0);
+        ensure!(fps > 0.0, "vswaStats.fps is {fps}: {stats}");
+        ensure!(
+            stats["width"].as_u64().unwrap_or(0) > 0,
+            "no resolution in {stats}"
+        );
+        // The overlay (shown again) tells the same.
+        let overlay = browser
+            .eval("const o = document.getElementById('overlay'); o.classList.remove('hidden'); return o.textContent")
+            .await?;
+        ensure!(
+            overlay.as_str().is_some_and(|t| t.contains(" fps")),
+            "overlay text: {overlay}"
+        );
+        eprintln!("{changed} pixels changed in 1 s; stats {stats}");
+        browser.close().await;
+        Ok(())
+    });
+}
+
+/// (c) `/` lists the live `demo` stream.
+#[test]
+fn index_lists_live_stream() {
+    run("index_lists_live_stream", |programs| async move {
+        let relay = Relay::start(&programs.relay, true).await?;
+        let browser = Browser::start(&programs, Viewport::Desktop(1280, 800), false).await?;
+        browser.goto(&relay.url("/")).await?;
+        let item = browser
+            .client()
+            .wait()
+            .at_most(Duration::from_secs(15))
+            .for_element(Locator::Css("#streams li.stream[data-name=demo]"))
+            .await
+            .context("li.stream[data-name=demo] did not appear in #streams")?;
+        let text = item.text().await?;
+        ensure!(text.contains("demo"), "stream entry text: {text:?}");
+        let watch = browser
+            .eval(
+                "return [...document.querySelectorAll('#streams li.stream[data-name=demo] a')]\
+                 .some((a) => new URL(a.href).pathname === '/view/demo')",
+            )
+            .await?;
+        ensure!(
+            watch == Value::Bool(true),
+            "no link to /view/demo in the entry: {text:?}"
+        );
+        browser.close().await;
+        Ok(())
+    });
+}
+
+/// Writes docs/screenshots/{index,view,broadcast}-{1280x800,390x844}.png.
+/// Regenerate: `cargo build --workspace && cargo test -p vswa --test browser -- --ignored screenshots`
+#[test]
+#[ignore = "writes docs/screenshots/*.png; run by hand"]
+fn screenshots() {
+    run("screenshots", |programs| async move {
+        let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+        fs::create_dir_all(&out)?;
+        let relay = Relay::start(&programs.relay, true).await?;
+        for viewport in [Viewport::Desktop(1280, 800), Viewport::Phone(390, 844)] {
+            let (w, h) = match viewport {
+                Viewport::Desktop(w, h) | Viewport::Phone(w, h) => (w, h),
+            };
+            let browser = Browser::start(&programs, viewport, true).await?;
+            let save = |page: &str, png: Vec<u8>| -> Result<()> {
+                let img = decode_png(&png)?;
+                let path = out.join(format!("{page}-{w}x{h}.png"));
+                fs::write(&path, &png)?;
+                eprintln!("wrote {} ({}x{})", path.display(), img.width, img.height);
+                Ok(())
+            };
+
+            browser.goto(&relay.url("/")).await?;
+            browser
+                .wait_for(
+                    "demo listed with a loaded thumbnail",
+                    "const img = document.querySelector('#streams li.stream[data-name=demo] img'); \
+                     return !!img && img.complete && img.naturalWidth > 0",
+                    Duration::from_secs(15),
+                    "return document.body.innerText",
+                )
+                .await?;
+            save("index", browser.client().screenshot().await?)?;
+
+            browser.goto(&relay.url("/view/demo")).await?;
+            browser
+                .wait_for(
+                    "video on /view/demo",
+                    "return !!window.vswaStats && window.vswaStats.frames >= 20 && window.vswaStats.fps > 0",
+                    Duration::from_secs(15),
+                    STATS_JS,
+                )
+                .await?;
+            save("view", browser.client().screenshot().await?)?;
+
+            browser
+                .goto(&relay.url("/broadcast/webcam?autostart=1&width=640&height=480&fps=15"))
+                .await?;
+            browser
+                .wait_for(
+                    "broadcast live",
+                    "return !!window.vswaBroadcast && window.vswaBroadcast.state === 'live' \
+                     && window.vswaBroadcast.sent >= 30",
+                    Duration::from_secs(15),
+                    BROADCAST_JS,
+                )
+                .await?;
+            save("broadcast", browser.client().screenshot().await?)?;
+            browser.close().await;
+        }
+        Ok(())
+    });
+}
