@@ -13,13 +13,17 @@ use vswa_codec::EncodeOptions;
 use vswa_protocol::StreamName;
 use vswa_transport::hub::HubConfig;
 use vswa_transport::pipeline::{feed_hub, OpenedSource, PipelineConfig};
-use vswa_transport::relay::{Relay, RelayConfig, TlsFiles};
+use vswa_transport::relay::{mint_token, unix_now, Relay, RelayConfig, TlsFiles, TokenRole};
 
 /// Relay live video: publishers send frames over WebSocket, viewers watch over
 /// WebSocket, in a browser, or as MJPEG over HTTP. One port serves everything.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
 struct Args {
+    /// Without a subcommand the relay serves.
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -29,7 +33,7 @@ struct Args {
     demo: bool,
 
     /// Size of the demo stream, WxH.
-    #[arg(long, default_value = "640x480", value_parser = parse_size)]
+    #[arg(long, default_value = "640x480", value_parser = vswa_transport::cli::parse_size)]
     demo_size: (u32, u32),
 
     /// Frame rate of the demo stream.
@@ -43,6 +47,11 @@ struct Args {
     /// Token viewers must present (WebSocket, MJPEG and snapshots).
     #[arg(long, env = "VSWA_VIEW_TOKEN", hide_env_values = true)]
     view_token: Option<String>,
+
+    /// Secret that verifies scoped tokens (see `vswa-relay token`). When set, publishing
+    /// and watching both need a token: the role's shared token or a scoped one.
+    #[arg(long, env = "VSWA_TOKEN_SECRET", hide_env_values = true)]
+    token_secret: Option<String>,
 
     /// TLS certificate chain (PEM); with --tls-key serves https:// and wss://.
     #[arg(long, requires = "tls_key")]
@@ -97,20 +106,83 @@ struct Args {
     end_grace: f64,
 }
 
-fn parse_size(s: &str) -> Result<(u32, u32), String> {
-    let (w, h) = s
-        .split_once(['x', 'X'])
-        .ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT"))?;
-    let parse = |v: &str| {
-        v.trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=65535).contains(n))
-    };
-    match (parse(w), parse(h)) {
-        (Some(w), Some(h)) => Ok((w, h)),
-        _ => Err(format!("{s:?}: width and height must be 1-65535 pixels")),
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Mint a scoped token (JWT, HS256) for one stream or a stream prefix, one role and
+    /// a limited time; prints it on stdout.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TokenArgs {
+    /// The stream the token opens (with --prefix: every stream whose name starts so).
+    #[arg(long)]
+    stream: String,
+
+    /// Treat --stream as a prefix.
+    #[arg(long)]
+    prefix: bool,
+
+    /// What the token allows.
+    #[arg(long, value_parser = parse_role)]
+    role: TokenRole,
+
+    /// How long the token is valid: a number with s, m, h or d (e.g. 90s, 15m, 1h, 7d).
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    ttl: Duration,
+
+    /// The relay's --token-secret.
+    #[arg(
+        long,
+        alias = "token-secret",
+        env = "VSWA_TOKEN_SECRET",
+        hide_env_values = true
+    )]
+    secret: String,
+}
+
+fn parse_role(s: &str) -> Result<TokenRole, String> {
+    match s {
+        "publish" => Ok(TokenRole::Publish),
+        "watch" => Ok(TokenRole::Watch),
+        _ => Err(format!("{s:?}: the role is publish or watch")),
     }
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: a duration is a number with s, m, h or d")),
+    };
+    match num.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(Duration::from_secs(n.saturating_mul(scale))),
+        _ => Err(format!(
+            "{s:?}: a duration is a positive number with s, m, h or d"
+        )),
+    }
+}
+
+fn mint(args: &TokenArgs) -> anyhow::Result<String> {
+    if args.secret.is_empty() {
+        anyhow::bail!("the secret is empty");
+    }
+    let scope = if args.prefix {
+        format!("{}*", args.stream)
+    } else {
+        args.stream.clone()
+    };
+    Ok(mint_token(
+        args.secret.as_bytes(),
+        &scope,
+        args.role,
+        unix_now(),
+        args.ttl,
+    )?)
 }
 
 fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
@@ -131,6 +203,7 @@ fn config(args: &Args) -> anyhow::Result<RelayConfig> {
         },
         publish_token: args.publish_token.clone().filter(|t| !t.is_empty()),
         view_token: args.view_token.clone().filter(|t| !t.is_empty()),
+        token_secret: args.token_secret.clone().filter(|t| !t.is_empty()),
         tls: match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {
                 cert: cert.clone(),
@@ -201,6 +274,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let args: Args = vswa_transport::cli::parse_args("vswa-relay");
+    if let Some(Command::Token(token)) = &args.command {
+        return match mint(token) {
+            Ok(jwt) => {
+                println!("{jwt}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("vswa-relay: error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     vswa_transport::cli::init_tracing(DEFAULT_LOG);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -25,6 +25,25 @@ pub fn parse_args<A: clap::Parser>(program: &str) -> A {
     }
 }
 
+/// Parses a picture size `WIDTHxHEIGHT` (each 1-65535), for clap's `value_parser`.
+pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT, e.g. 640x480"))?;
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=65535).contains(n))
+    };
+    match (parse(w), parse(h)) {
+        (Some(w), Some(h)) => Ok((w, h)),
+        _ => Err(format!(
+            "{s:?}: width and height must be whole numbers from 1 to 65535"
+        )),
+    }
+}
+
 /// Sends `tracing` output to stderr, filtered by `RUST_LOG` or else `default`.
 pub fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -53,5 +72,17 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_size("640x480"), Ok((640, 480)));
+        assert_eq!(super::parse_size("1X2"), Ok((1, 2)));
+        for bad in ["0x0", "640", "x480", "70000x1", "-1x5", "axb"] {
+            assert!(super::parse_size(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -126,6 +126,10 @@ pub struct ViewerStats {
     sent: AtomicU64,
     dropped: AtomicU64,
     bytes: AtomicU64,
+    /// Ring index the viewer reads next, so stats can show the frames a viewer that is
+    /// stuck in a write will skip, before it gets to skip them.
+    position: AtomicU64,
+    queue: u64,
 }
 
 impl ViewerStats {
@@ -138,6 +142,18 @@ impl ViewerStats {
     /// Frames this viewer skipped.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Frames the viewer will skip when it next reads, if it is more than its queue
+    /// behind `newest` (the same count `ViewerHandle::try_next` adds then).
+    fn pending_skip(&self, newest: u64) -> u64 {
+        let next = self.position.load(Ordering::Relaxed);
+        let behind = (newest + 1).saturating_sub(next);
+        if behind > self.queue {
+            newest - next
+        } else {
+            0
+        }
     }
 }
 
@@ -234,7 +250,7 @@ impl Stream {
 
     /// A snapshot of the stream's statistics.
     pub fn info(&self) -> StreamInfo {
-        let (publisher, width, height, last_sequence, fps, kbps) = {
+        let (publisher, width, height, last_sequence, fps, kbps, newest) = {
             let mut ring = lock(&self.ring);
             let now = Instant::now();
             while ring
@@ -256,6 +272,7 @@ impl Stream {
                 header.map(|h| h.sequence),
                 fps,
                 kbps,
+                ring.next_idx - 1,
             )
         };
         let mut viewers: Vec<ViewerView> = lock(&self.viewers)
@@ -267,7 +284,7 @@ impl Stream {
                 connected_unix_ms: unix_ms(v.since),
                 frames_sent: v.sent.load(Ordering::Relaxed),
                 bytes_sent: v.bytes.load(Ordering::Relaxed),
-                dropped: v.dropped.load(Ordering::Relaxed),
+                dropped: v.dropped.load(Ordering::Relaxed) + v.pending_skip(newest),
             })
             .collect();
         viewers.sort_by_key(|v| v.id);
@@ -512,6 +529,8 @@ impl Hub {
             sent: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            position: AtomicU64::new(u64::MAX),
+            queue: config.viewer_queue.max(1) as u64,
         });
         let count = {
             let mut viewers = lock(&stream.viewers);
@@ -535,6 +554,7 @@ impl Hub {
                 _ => ring.next_idx,
             }
         };
+        stats.position.store(next, Ordering::Relaxed);
         let newest = stream.newest.subscribe();
         Ok(ViewerHandle {
             hub: self.clone(),
@@ -747,6 +767,7 @@ impl ViewerHandle {
         let pos = (want - oldest) as usize;
         let item = ring.items.get(pos).map(|(_, item)| item.clone());
         self.next = want + 1;
+        self.stats.position.store(self.next, Ordering::Relaxed);
         item
     }
 }
@@ -826,6 +847,26 @@ mod tests {
         assert_eq!(seq(v.next().await), 10);
         assert_eq!(seq(v.next().await), 11);
         assert_eq!(v.stats().dropped(), 9);
+    }
+
+    #[tokio::test]
+    async fn stats_show_frames_a_stuck_viewer_will_skip() {
+        let hub = Hub::new(HubConfig {
+            viewer_queue: 2,
+            ..HubConfig::default()
+        });
+        let publisher = hub.publish(&name("s"), None).unwrap();
+        let mut v = hub.watch(&name("s"), ViewerKind::Ws, None).unwrap();
+        let dropped = |hub: &Hub| hub.streams()[0].viewer_details[0].dropped;
+        publisher.publish(jpeg_frame(0)).unwrap();
+        publisher.publish(jpeg_frame(1)).unwrap();
+        assert_eq!(dropped(&hub), 0, "within the queue nothing is lost");
+        for i in 2..10 {
+            publisher.publish(jpeg_frame(i)).unwrap();
+        }
+        assert_eq!(dropped(&hub), 9, "visible before the viewer reads");
+        assert_eq!(seq(v.next().await), 9);
+        assert_eq!(dropped(&hub), 9, "and not counted twice after");
     }
 
     #[tokio::test]

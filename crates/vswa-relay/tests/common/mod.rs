@@ -193,3 +193,177 @@ where
         }
     }
 }
+
+/// Resident memory of a process in KiB, from `/proc/PID/status` (0 if unreadable).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Open file descriptors of a process (sockets included).
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// `GET /api/streams` parsed.
+pub async fn streams_json(port: u16) -> serde_json::Value {
+    let (status, _, body) = http_get(port, "/api/streams", &[]).await;
+    assert_eq!(status, 200);
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// A WebSocket client on a raw TCP socket, for misbehaviour no WebSocket library will
+/// produce: half frames, 100 MB length fields, never reading.
+pub struct RawWs {
+    pub tcp: tokio::net::TcpStream,
+    /// Bytes read but not yet parsed into messages.
+    pub buf: Vec<u8>,
+}
+
+/// Upgrades `path` on the relay to a WebSocket over a raw TCP socket.
+pub async fn raw_ws(port: u16, path: &str) -> RawWs {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let end = loop {
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break pos + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut chunk))
+            .await
+            .expect("handshake in time")
+            .unwrap();
+        assert!(n > 0, "relay closed during the handshake");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    RawWs {
+        tcp,
+        buf: buf[end..].to_vec(),
+    }
+}
+
+/// A masked client frame header (FIN set) for a payload of `len` bytes; the mask is
+/// all zeros, so the payload bytes go on the wire unchanged.
+pub fn client_frame_header(opcode: u8, len: u64) -> Vec<u8> {
+    let mut out = vec![0x80 | opcode];
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if len <= 0xffff {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&len.to_be_bytes());
+    }
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out
+}
+
+/// A complete masked client frame.
+pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = client_frame_header(opcode, payload.len() as u64);
+    out.extend_from_slice(payload);
+    out
+}
+
+impl RawWs {
+    /// The next server message as (opcode, payload), or `None` on EOF, error or timeout.
+    pub async fn next_message(&mut self, limit: Duration) -> Option<(u8, Vec<u8>)> {
+        use tokio::io::AsyncReadExt;
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some((opcode, payload, used)) = parse_server_frame(&self.buf) {
+                self.buf.drain(..used);
+                return Some((opcode, payload));
+            }
+            let mut chunk = vec![0u8; 65536];
+            let n = tokio::time::timeout_at(deadline, self.tcp.read(&mut chunk))
+                .await
+                .ok()?
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Reads until a text message with `"type": ty` arrives; returns it parsed.
+    pub async fn next_control(&mut self, ty: &str, limit: Duration) -> Option<serde_json::Value> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let (opcode, payload) = self.next_message(left).await?;
+            if opcode == 1 {
+                let v: serde_json::Value = serde_json::from_slice(&payload).ok()?;
+                if v["type"] == ty {
+                    return Some(v);
+                }
+            }
+        }
+    }
+
+    /// Reads until a close frame; returns its code.
+    pub async fn close_code(&mut self, limit: Duration) -> Option<u16> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let (opcode, payload) = self.next_message(left).await?;
+            if opcode == 8 {
+                return payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+            }
+        }
+    }
+}
+
+/// Parses one unmasked server frame from the front of `buf`.
+fn parse_server_frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
+    if buf.len() < 2 {
+        return None;
+    }
+    let opcode = buf[0] & 0x0f;
+    let (len, at) = match buf[1] & 0x7f {
+        126 => (
+            u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize,
+            4,
+        ),
+        127 => (
+            u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize,
+            10,
+        ),
+        n => (n as usize, 2),
+    };
+    let payload = buf.get(at..at + len)?.to_vec();
+    Some((opcode, payload, at + len))
+}
+
+/// A small valid JPEG frame message (SOI, filler, EOI) of about `size` bytes.
+pub fn jpeg_frame_message(sequence: u64, size: usize) -> bytes::Bytes {
+    let mut payload = vec![0u8; size.max(4)];
+    payload[0] = 0xff;
+    payload[1] = 0xd8;
+    let n = payload.len();
+    payload[n - 2] = 0xff;
+    payload[n - 1] = 0xd9;
+    vswa_protocol::Frame::new(
+        vswa_protocol::FrameHeader::jpeg(sequence, sequence * 33_000 + 1, 16, 8),
+        bytes::Bytes::from(payload),
+    )
+    .to_bytes()
+}

@@ -1,7 +1,15 @@
-//! Shared-secret tokens: `Authorization: Bearer T` or `?token=T`, compared in constant time.
+//! Who may publish or watch: shared tokens (`--publish-token`, `--view-token`) compared
+//! in constant time, and scoped signed tokens (JWT, HS256, `--token-secret`) that name a
+//! stream or stream prefix, a role and an expiry. Both arrive as
+//! `Authorization: Bearer T` or `?token=T`.
+
+use std::time::Duration;
 
 use http::HeaderMap;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
+use vswa_protocol::StreamName;
 
 /// The token a request presents, from the `Authorization: Bearer` header or, because
 /// browsers cannot set WebSocket headers, the `token` query parameter.
@@ -30,9 +38,234 @@ pub fn allowed(required: Option<&str>, presented: Option<&str>) -> bool {
     }
 }
 
+/// What a scoped token lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenRole {
+    /// Publish frames (`/ws/publish/{stream}`).
+    Publish,
+    /// Watch (`/ws/watch/{stream}`, MJPEG, snapshots).
+    Watch,
+}
+
+impl std::fmt::Display for TokenRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TokenRole::Publish => "publish",
+            TokenRole::Watch => "watch",
+        })
+    }
+}
+
+/// The claims of a scoped token (a JWT signed with HMAC-SHA256).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopedClaims {
+    /// The stream the token opens: an exact name (`cam1`), or a prefix followed by `*`
+    /// (`lobby-*`; `*` alone opens every stream).
+    pub sub: String,
+    /// Publish or watch.
+    pub role: TokenRole,
+    /// Expiry, seconds since the UNIX epoch.
+    pub exp: u64,
+    /// Issue time, seconds since the UNIX epoch.
+    #[serde(default)]
+    pub iat: u64,
+}
+
+impl ScopedClaims {
+    /// Whether the token's scope covers `stream`.
+    pub fn covers(&self, stream: &StreamName) -> bool {
+        match self.sub.strip_suffix('*') {
+            Some(prefix) => stream.as_str().starts_with(prefix),
+            None => self.sub == stream.as_str(),
+        }
+    }
+}
+
+/// Why a scoped token was refused or could not be minted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// The token's `exp` is in the past.
+    #[error("token expired {ago} s ago (exp {exp}); ask for a new one")]
+    Expired {
+        /// The token's expiry, seconds since the UNIX epoch.
+        exp: u64,
+        /// Seconds since it expired.
+        ago: u64,
+    },
+    /// The token is for the other role.
+    #[error("token is for {token}, not {wanted}")]
+    WrongRole {
+        /// The role in the token.
+        token: TokenRole,
+        /// The role the request needs.
+        wanted: TokenRole,
+    },
+    /// The token names another stream or prefix.
+    #[error("token is for stream \"{scope}\", not \"{stream}\"")]
+    WrongStream {
+        /// The token's scope.
+        scope: String,
+        /// The stream requested.
+        stream: String,
+    },
+    /// Bad signature, malformed token or claims.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    /// A scope that cannot name streams (bad characters, too long).
+    #[error("invalid token scope {0:?}: a stream name [A-Za-z0-9_-]{{1,64}}, or a prefix of one followed by *")]
+    BadScope(String),
+}
+
+/// Checks that `scope` is a stream name or a (possibly empty) prefix followed by `*`.
+pub fn check_scope(scope: &str) -> Result<(), TokenError> {
+    let ok = match scope.strip_suffix('*') {
+        Some(prefix) => {
+            prefix.len() < vswa_protocol::STREAM_NAME_MAX_LEN
+                && prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        }
+        None => StreamName::new(scope).is_ok(),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(TokenError::BadScope(scope.to_string()))
+    }
+}
+
+/// Mints a scoped token valid from `now_unix` (seconds) for `ttl`.
+pub fn mint_token(
+    secret: &[u8],
+    scope: &str,
+    role: TokenRole,
+    now_unix: u64,
+    ttl: Duration,
+) -> Result<String, TokenError> {
+    check_scope(scope)?;
+    let claims = ScopedClaims {
+        sub: scope.to_string(),
+        role,
+        exp: now_unix.saturating_add(ttl.as_secs()),
+        iat: now_unix,
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .map_err(|e| TokenError::Invalid(e.to_string()))
+}
+
+/// Verifies a scoped token's signature and expiry (at `now_unix`, seconds) and that it
+/// opens `stream` for `role`.
+pub fn verify_token(
+    secret: &[u8],
+    token: &str,
+    role: TokenRole,
+    stream: &StreamName,
+    now_unix: u64,
+) -> Result<ScopedClaims, TokenError> {
+    let mut validation = Validation::new(Algorithm::HS256);
+    // Expiry is checked below against the caller's clock, to give a precise message.
+    validation.validate_exp = false;
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    let claims =
+        jsonwebtoken::decode::<ScopedClaims>(token, &DecodingKey::from_secret(secret), &validation)
+            .map_err(|e| TokenError::Invalid(e.to_string()))?
+            .claims;
+    if claims.exp <= now_unix {
+        return Err(TokenError::Expired {
+            exp: claims.exp,
+            ago: now_unix - claims.exp,
+        });
+    }
+    if claims.role != role {
+        return Err(TokenError::WrongRole {
+            token: claims.role,
+            wanted: role,
+        });
+    }
+    if !claims.covers(stream) {
+        return Err(TokenError::WrongStream {
+            scope: claims.sub,
+            stream: stream.to_string(),
+        });
+    }
+    Ok(claims)
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// No token was presented.
+    Missing,
+    /// A token that is neither the shared token nor a valid scoped token.
+    Wrong,
+    /// A well-formed scoped token that does not open this door.
+    Scoped(TokenError),
+}
+
+impl std::fmt::Display for Denied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Denied::Missing => f.write_str(
+                "this relay requires a token (Authorization: Bearer TOKEN or ?token=TOKEN)",
+            ),
+            Denied::Wrong => f.write_str("wrong token"),
+            Denied::Scoped(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Decides whether `presented` opens `role` on `stream`: the role's shared token, or,
+/// with a secret configured, a scoped token. With neither configured the door is open.
+pub fn check(
+    shared: Option<&str>,
+    secret: Option<&str>,
+    role: TokenRole,
+    stream: &StreamName,
+    presented: Option<&str>,
+    now_unix: u64,
+) -> Result<(), Denied> {
+    if shared.is_none() && secret.is_none() {
+        return Ok(());
+    }
+    let Some(got) = presented else {
+        return Err(Denied::Missing);
+    };
+    if shared.is_some() && allowed(shared, Some(got)) {
+        return Ok(());
+    }
+    match secret {
+        // A JWT is three base64url parts; anything else is just a wrong shared token.
+        Some(secret) if got.split('.').count() == 3 => {
+            verify_token(secret.as_bytes(), got, role, stream, now_unix)
+                .map(|_| ())
+                .map_err(|e| match e {
+                    TokenError::Invalid(_) => Denied::Wrong,
+                    other => Denied::Scoped(other),
+                })
+        }
+        _ => Err(Denied::Wrong),
+    }
+}
+
+/// Seconds since the UNIX epoch, from the system clock.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn name(s: &str) -> StreamName {
+        StreamName::new(s).unwrap()
+    }
 
     #[test]
     fn bearer_then_query() {
@@ -45,5 +278,88 @@ mod tests {
         assert!(!allowed(Some("abc"), Some("abd")));
         assert!(!allowed(Some("abc"), Some("ab")));
         assert!(!allowed(Some("abc"), None));
+    }
+
+    #[test]
+    fn basic_auth_is_not_a_bearer_token() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::AUTHORIZATION,
+            "Basic dXNlcjpzZWNyZXQ=".parse().unwrap(),
+        );
+        assert_eq!(presented_token(&h, None), None);
+    }
+
+    #[test]
+    fn scoped_token_opens_only_its_stream_and_role() {
+        let now = 1_800_000_000;
+        let ttl = Duration::from_secs(3600);
+        let s = b"secret";
+        let t = mint_token(s, "cam1", TokenRole::Publish, now, ttl).unwrap();
+        assert!(verify_token(s, &t, TokenRole::Publish, &name("cam1"), now).is_ok());
+        assert!(matches!(
+            verify_token(s, &t, TokenRole::Watch, &name("cam1"), now),
+            Err(TokenError::WrongRole { .. })
+        ));
+        assert!(matches!(
+            verify_token(s, &t, TokenRole::Publish, &name("cam10"), now),
+            Err(TokenError::WrongStream { .. })
+        ));
+        assert!(matches!(
+            verify_token(b"other", &t, TokenRole::Publish, &name("cam1"), now),
+            Err(TokenError::Invalid(_))
+        ));
+        let err = verify_token(s, &t, TokenRole::Publish, &name("cam1"), now + 3700).unwrap_err();
+        assert_eq!(
+            err,
+            TokenError::Expired {
+                exp: now + 3600,
+                ago: 100
+            }
+        );
+        assert!(err.to_string().contains("expired"));
+        let p = mint_token(s, "lobby-*", TokenRole::Watch, now, ttl).unwrap();
+        assert!(verify_token(s, &p, TokenRole::Watch, &name("lobby-1"), now).is_ok());
+        assert!(verify_token(s, &p, TokenRole::Watch, &name("lobby"), now).is_err());
+        assert!(mint_token(s, "../x", TokenRole::Watch, now, ttl).is_err());
+        assert!(mint_token(s, "a*b", TokenRole::Watch, now, ttl).is_err());
+        assert!(mint_token(s, "*", TokenRole::Watch, now, ttl).is_ok());
+    }
+
+    #[test]
+    fn check_combines_shared_and_scoped() {
+        let now = 1_800_000_000;
+        let s = "secret";
+        let t = mint_token(
+            s.as_bytes(),
+            "a",
+            TokenRole::Watch,
+            now,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        let a = name("a");
+        assert_eq!(check(None, None, TokenRole::Watch, &a, None, now), Ok(()));
+        assert_eq!(
+            check(None, Some(s), TokenRole::Watch, &a, None, now),
+            Err(Denied::Missing)
+        );
+        assert_eq!(
+            check(None, Some(s), TokenRole::Watch, &a, Some(&t), now),
+            Ok(())
+        );
+        assert_eq!(
+            check(Some("v"), Some(s), TokenRole::Watch, &a, Some("v"), now),
+            Ok(())
+        );
+        assert_eq!(
+            check(Some("v"), None, TokenRole::Watch, &a, Some(&t), now),
+            Err(Denied::Wrong),
+            "without a secret, signed tokens open nothing"
+        );
+        assert_eq!(
+            check(None, Some(s), TokenRole::Watch, &a, Some("x.y.z"), now),
+            Err(Denied::Wrong)
+        );
     }
 }

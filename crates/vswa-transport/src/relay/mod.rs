@@ -24,7 +24,10 @@ use tower::ServiceExt;
 
 use crate::hub::{Hub, HubConfig};
 
-pub use auth::allowed as token_allowed;
+pub use auth::{
+    allowed as token_allowed, check_scope, mint_token, unix_now, verify_token, ScopedClaims,
+    TokenError, TokenRole,
+};
 
 /// Everything the relay can be told.
 #[derive(Debug, Clone)]
@@ -33,8 +36,11 @@ pub struct RelayConfig {
     pub hub: HubConfig,
     /// Token publishers must present (`None`: anyone may publish).
     pub publish_token: Option<String>,
-    /// Token viewers must present (`None`: anyone may watch).
+    /// Token viewers must present (`None`: anyone may watch, unless `token_secret` is set).
     pub view_token: Option<String>,
+    /// Secret that verifies scoped tokens (JWT HS256 naming stream, role and expiry).
+    /// When set, both roles need a token: the role's shared token or a scoped one.
+    pub token_secret: Option<String>,
     /// PEM certificate chain and private key for TLS (`wss://`, `https://`).
     pub tls: Option<TlsFiles>,
     /// Time a client has to finish the TLS handshake and send its request headers.
@@ -58,6 +64,7 @@ impl Default for RelayConfig {
             hub: HubConfig::default(),
             publish_token: None,
             view_token: None,
+            token_secret: None,
             tls: None,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),

@@ -107,23 +107,36 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-/// Checks the token for a role; `Err` is the 401 response.
+/// Checks the token for a role on a stream; `Err` is the 401 response.
 fn authorize(
-    required: Option<&str>,
+    state: &RelayState,
+    role: auth::TokenRole,
+    stream: &StreamName,
     headers: &HeaderMap,
     query: &TokenQuery,
 ) -> Result<(), Response> {
-    let presented = auth::presented_token(headers, query.token.as_deref());
-    if auth::allowed(required, presented) {
-        return Ok(());
-    }
-    metrics::counter!("vswa_rejected_total", "reason" => "unauthorized").increment(1);
-    let msg = if presented.is_none() {
-        "unauthorized: this relay requires a token (Authorization: Bearer TOKEN or ?token=TOKEN)"
-    } else {
-        "unauthorized: wrong token"
+    let shared = match role {
+        auth::TokenRole::Publish => state.config.publish_token.as_deref(),
+        auth::TokenRole::Watch => state.config.view_token.as_deref(),
     };
-    let mut resp = text(StatusCode::UNAUTHORIZED, msg);
+    let presented = auth::presented_token(headers, query.token.as_deref());
+    let denied = match auth::check(
+        shared,
+        state.config.token_secret.as_deref(),
+        role,
+        stream,
+        presented,
+        auth::unix_now(),
+    ) {
+        Ok(()) => return Ok(()),
+        Err(denied) => denied,
+    };
+    let reason = match denied {
+        auth::Denied::Scoped(auth::TokenError::Expired { .. }) => "token_expired",
+        _ => "unauthorized",
+    };
+    metrics::counter!("vswa_rejected_total", "reason" => reason).increment(1);
+    let mut resp = text(StatusCode::UNAUTHORIZED, format!("unauthorized: {denied}"));
     resp.headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     Err(resp)
@@ -144,7 +157,7 @@ async fn ws_publish(
         Ok(n) => n,
         Err(resp) => return resp,
     };
-    if let Err(resp) = authorize(state.config.publish_token.as_deref(), &headers, &query) {
+    if let Err(resp) = authorize(&state, auth::TokenRole::Publish, &name, &headers, &query) {
         return resp;
     }
     let info = conn_info(req.extensions());
@@ -191,7 +204,7 @@ async fn ws_watch(
         Ok(n) => n,
         Err(resp) => return resp,
     };
-    if let Err(resp) = authorize(state.config.view_token.as_deref(), &headers, &query) {
+    if let Err(resp) = authorize(&state, auth::TokenRole::Watch, &name, &headers, &query) {
         return resp;
     }
     let is_upgrade = headers
@@ -256,7 +269,7 @@ async fn mjpeg(
         Ok(n) => n,
         Err(resp) => return resp,
     };
-    if let Err(resp) = authorize(state.config.view_token.as_deref(), &headers, &query) {
+    if let Err(resp) = authorize(&state, auth::TokenRole::Watch, &name, &headers, &query) {
         return resp;
     }
     let peer = conn_info(req.extensions()).map(|i| i.peer);
@@ -342,7 +355,7 @@ async fn snapshot(
         Ok(n) => n,
         Err(resp) => return resp,
     };
-    if let Err(resp) = authorize(state.config.view_token.as_deref(), &headers, &query) {
+    if let Err(resp) = authorize(&state, auth::TokenRole::Watch, &name, &headers, &query) {
         return resp;
     }
     let Some(frame) = state.hub.stream(&name).and_then(|s| s.latest_frame()) else {

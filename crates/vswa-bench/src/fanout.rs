@@ -1,0 +1,454 @@
+//! One load run: N viewers and one publisher against a running relay.
+//!
+//! Viewers connect first (a bounded number of handshakes at a time); the publisher then
+//! sends one second of warm-up frames that are not counted, then paced frames for the
+//! run's duration. Each viewer is one task with one reused read buffer; it decodes the
+//! VSWA header of each binary message and records latency into its own histogram.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{watch, Semaphore};
+use vswa_protocol::{FrameHeader, HEADER_LEN};
+use vswa_transport::now_us;
+
+use crate::client::{self, Event, FrameScanner, Target};
+use crate::hist::Histogram;
+use crate::procstat::{status_kib, CpuClock};
+
+/// Parameters of one run.
+#[derive(Debug, Clone)]
+pub struct FanoutConfig {
+    /// Relay base URL, `ws://HOST:PORT`.
+    pub url: String,
+    /// Stream name.
+    pub stream: String,
+    /// Viewers to open.
+    pub viewers: usize,
+    /// Payload bytes per frame (at least 4: FF D8 ... FF D9).
+    pub frame_bytes: usize,
+    /// Frames per second.
+    pub fps: f64,
+    /// Measured publishing time.
+    pub duration: Duration,
+    /// Relay process to read CPU and memory of.
+    pub relay_pid: Option<u32>,
+    /// Per-viewer socket read buffer.
+    pub read_buf: usize,
+    /// Handshakes in flight at once.
+    pub connect_concurrency: usize,
+}
+
+/// The result of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct FanoutReport {
+    /// Relay URL.
+    pub url: String,
+    /// Viewers asked for.
+    pub viewers_requested: usize,
+    /// Viewers whose upgrade succeeded.
+    pub viewers_connected: usize,
+    /// Payload bytes per frame.
+    pub frame_bytes: usize,
+    /// Target frame rate.
+    pub fps: f64,
+    /// Frames published in the measured window.
+    pub frames_published: u64,
+    /// Measured publishing time in seconds.
+    pub publish_seconds: f64,
+    /// Frames received by viewers in the window, summed over viewers.
+    pub frames_delivered: u64,
+    /// `frames_delivered / (frames_published * viewers_requested)`.
+    pub delivered_fraction: f64,
+    /// Delivered frame bytes (VSWA header + payload) per second, all viewers.
+    pub delivered_bytes_per_s: f64,
+    /// Latency percentiles in milliseconds (capture timestamp to viewer read).
+    pub latency_p50_ms: f64,
+    /// 90th percentile.
+    pub latency_p90_ms: f64,
+    /// 99th percentile.
+    pub latency_p99_ms: f64,
+    /// Largest latency.
+    pub latency_max_ms: f64,
+    /// Frames missing between consecutive received sequence numbers, summed over viewers.
+    pub sequence_gaps: u64,
+    /// Viewers that lost their connection during the run.
+    pub viewers_disconnected: usize,
+    /// Relay CPU seconds (user + system) over the measured publishing window, with
+    /// `--relay-pid`.
+    pub relay_cpu_s: Option<f64>,
+    /// Relay CPU seconds per second of the window (1.0 = one core busy).
+    pub relay_cpu_cores: Option<f64>,
+    /// Relay resident memory once all viewers were connected, before publishing, KiB.
+    pub relay_rss_connected_kib: Option<u64>,
+    /// Largest sampled relay resident memory during the run, KiB.
+    pub relay_rss_peak_kib: Option<u64>,
+    /// This tool's own CPU seconds over the window (it shares the machine).
+    pub bench_cpu_s: f64,
+}
+
+/// Shared between the publisher, the viewers and the run.
+#[derive(Debug)]
+struct Window {
+    /// First counted sequence (u64::MAX until warm-up is over).
+    from: AtomicU64,
+    /// Last counted sequence (u64::MAX while publishing).
+    to: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct ViewerResult {
+    connected: bool,
+    disconnected: bool,
+    frames: u64,
+    gaps: u64,
+    hist: Histogram,
+}
+
+/// Runs one fan-out measurement.
+pub async fn run(cfg: &FanoutConfig) -> anyhow::Result<FanoutReport> {
+    if cfg.frame_bytes < 4 {
+        bail!("--frame-bytes must be at least 4 (FF D8 ... FF D9)");
+    }
+    if !(cfg.fps.is_finite() && cfg.fps > 0.0 && cfg.fps <= 1000.0) {
+        bail!("--fps must be between 0 and 1000");
+    }
+    let target = Target::resolve(&cfg.url).await?;
+    let n = cfg.viewers;
+    let window = Arc::new(Window {
+        from: AtomicU64::new(u64::MAX),
+        to: AtomicU64::new(u64::MAX),
+    });
+    let last_seen: Arc<[AtomicU64]> = (0..n).map(|_| AtomicU64::new(0)).collect();
+    let ready = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(Semaphore::new(cfg.connect_concurrency.max(1)));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let path = format!("/ws/watch/{}", cfg.stream);
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let v = ViewerTask {
+            target: target.clone(),
+            path: path.clone(),
+            seed: i as u64,
+            window: window.clone(),
+            last_seen: last_seen.clone(),
+            index: i,
+            ready: ready.clone(),
+            gate: gate.clone(),
+            stop: stop_rx.clone(),
+            read_buf: cfg.read_buf,
+        };
+        tasks.push(tokio::spawn(v.run()));
+    }
+    // Wait for every handshake to finish (or fail), bounded.
+    let connect_limit = Duration::from_secs(10 + (n / 100) as u64);
+    let t0 = Instant::now();
+    while ready.load(Ordering::Relaxed) < n && t0.elapsed() < connect_limit {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let the relay register the last viewers (the 101 can precede registration).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_connected = cfg.relay_pid.and_then(|p| status_kib(p, "VmRSS"));
+
+    let relay_cpu = cfg.relay_pid.map(|p| CpuClock::new(Some(p)));
+    let self_cpu = CpuClock::new(None);
+    let rss_peak = Arc::new(AtomicU64::new(rss_connected.unwrap_or(0)));
+    let sampler = cfg.relay_pid.map(|pid| {
+        let peak = rss_peak.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some(kib) = status_kib(pid, "VmRSS") {
+                    peak.fetch_max(kib, Ordering::Relaxed);
+                }
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
+        })
+    });
+
+    let publish = publish(&target, cfg, &window, relay_cpu.as_ref(), &self_cpu).await;
+    // CPU is read at the end of publishing, so the drain wait below does not dilute it.
+    let relay_cpu_end = relay_cpu.as_ref().and_then(CpuClock::seconds);
+    let self_cpu_end = self_cpu.seconds().unwrap_or(0.0);
+    // Drain: wait until every connected viewer saw the last frame, at most 3 s.
+    let to = window.to.load(Ordering::Relaxed);
+    let drain_start = Instant::now();
+    while drain_start.elapsed() < Duration::from_secs(3) {
+        let behind = last_seen
+            .iter()
+            .filter(|s| {
+                let s = s.load(Ordering::Relaxed);
+                s != u64::MAX && s < to.wrapping_add(1)
+            })
+            .count();
+        if behind == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop_tx.send(true);
+    let (published, seconds, cpu_start, self_start) = publish?;
+    let relay_cpu_s = match (relay_cpu_end, cpu_start) {
+        (Some(end), Some(start)) => Some(end - start),
+        _ => None,
+    };
+    let bench_cpu_s = self_cpu_end - self_start;
+
+    let mut hist = Histogram::default();
+    let (mut connected, mut disconnected, mut frames, mut gaps) = (0, 0, 0u64, 0u64);
+    for t in tasks {
+        let r = tokio::time::timeout(Duration::from_secs(5), t)
+            .await
+            .context("a viewer task did not stop")?
+            .context("a viewer task panicked")?;
+        connected += usize::from(r.connected);
+        disconnected += usize::from(r.disconnected);
+        frames += r.frames;
+        gaps += r.gaps;
+        hist.merge(&r.hist);
+    }
+    if let Some(s) = sampler {
+        let _ = s.await;
+    }
+    let ms = |us: u64| us as f64 / 1000.0;
+    let expected = published as f64 * n as f64;
+    Ok(FanoutReport {
+        url: cfg.url.clone(),
+        viewers_requested: n,
+        viewers_connected: connected,
+        frame_bytes: cfg.frame_bytes,
+        fps: cfg.fps,
+        frames_published: published,
+        publish_seconds: seconds,
+        frames_delivered: frames,
+        delivered_fraction: if expected > 0.0 {
+            frames as f64 / expected
+        } else {
+            0.0
+        },
+        delivered_bytes_per_s: frames as f64 * (HEADER_LEN + cfg.frame_bytes) as f64
+            / seconds.max(1e-9),
+        latency_p50_ms: ms(hist.quantile(0.50)),
+        latency_p90_ms: ms(hist.quantile(0.90)),
+        latency_p99_ms: ms(hist.quantile(0.99)),
+        latency_max_ms: ms(hist.max()),
+        sequence_gaps: gaps,
+        viewers_disconnected: disconnected,
+        relay_cpu_cores: relay_cpu_s.map(|c| c / seconds.max(1e-9)),
+        relay_cpu_s,
+        relay_rss_connected_kib: rss_connected,
+        relay_rss_peak_kib: cfg.relay_pid.map(|_| rss_peak.load(Ordering::Relaxed)),
+        bench_cpu_s,
+    })
+}
+
+type PublishResult = (u64, f64, Option<f64>, f64);
+
+/// Publishes warm-up then measured frames. Returns frames published in the window, the
+/// window's length, and the CPU clocks read at its start.
+async fn publish(
+    target: &Target,
+    cfg: &FanoutConfig,
+    window: &Window,
+    relay_cpu: Option<&CpuClock>,
+    self_cpu: &CpuClock,
+) -> anyhow::Result<PublishResult> {
+    let (stream, _early) =
+        client::connect(target, &format!("/ws/publish/{}", cfg.stream), u64::MAX)
+            .await
+            .context("publisher")?;
+    let (mut rd, mut wr) = stream.into_split();
+    // Drain what the relay sends the publisher (hello, viewer counts, pings); answer pings.
+    let (pong_tx, mut pong_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        let mut scanner = FrameScanner::default();
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(k) => {
+                    let mut pong = None;
+                    scanner.feed(&buf[..k], |e| {
+                        if let Event::Ping(p) = e {
+                            let mut f = Vec::with_capacity(p.len() + 6);
+                            client::put_client_header(&mut f, 0xA, p.len());
+                            f.extend_from_slice(p);
+                            pong = Some(f);
+                        }
+                    });
+                    if let Some(f) = pong {
+                        let _ = pong_tx.try_send(f);
+                    }
+                }
+            }
+        }
+    });
+    let b = cfg.frame_bytes;
+    let mut msg = Vec::with_capacity(b + HEADER_LEN + 14);
+    client::put_client_header(&mut msg, 0x2, HEADER_LEN + b);
+    let at = msg.len();
+    msg.resize(at + HEADER_LEN + b, 0x55);
+    let payload = at + HEADER_LEN;
+    msg[payload..payload + 2].copy_from_slice(&[0xff, 0xd8]);
+    msg[at + HEADER_LEN + b - 2..].copy_from_slice(&[0xff, 0xd9]);
+    let mut header = FrameHeader::jpeg(0, 0, 640, 480);
+    header.payload_len = u32::try_from(b).context("--frame-bytes too large")?;
+
+    let period = Duration::from_secs_f64(1.0 / cfg.fps);
+    let warmup = (cfg.fps.ceil() as u64).max(5);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let write_limit = Duration::from_secs(5);
+    let mut seq = 0u64;
+    let mut started: Option<(Instant, Option<f64>, f64)> = None;
+    let result = loop {
+        tick.tick().await;
+        if seq == warmup {
+            window.from.store(seq, Ordering::Relaxed);
+            started = Some((
+                Instant::now(),
+                relay_cpu.and_then(CpuClock::seconds),
+                self_cpu.seconds().unwrap_or(0.0),
+            ));
+        }
+        if let Some((t, ..)) = started {
+            if t.elapsed() >= cfg.duration {
+                break Ok(());
+            }
+        }
+        while let Ok(pong) = pong_rx.try_recv() {
+            wr.write_all(&pong).await?;
+        }
+        header.sequence = seq;
+        header.timestamp_us = now_us();
+        msg[at..at + HEADER_LEN].copy_from_slice(&header.to_bytes());
+        match tokio::time::timeout(write_limit, wr.write_all(&msg)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => break Err(anyhow::Error::from(e).context("publisher write failed")),
+            Err(_) => break Err(anyhow::anyhow!("publisher write blocked for 5 s")),
+        }
+        seq += 1;
+    };
+    let Some((t, cpu, self_start)) = started else {
+        reader.abort();
+        result?;
+        bail!("publisher stopped during warm-up");
+    };
+    let seconds = t.elapsed().as_secs_f64();
+    window.to.store(seq.saturating_sub(1), Ordering::Relaxed);
+    reader.abort();
+    result?;
+    // Keep the publisher connected until the viewers drained; dropping `wr` closes it.
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let _ = wr.shutdown().await;
+    });
+    Ok((seq - warmup, seconds, cpu, self_start))
+}
+
+struct ViewerTask {
+    target: Target,
+    path: String,
+    seed: u64,
+    window: Arc<Window>,
+    last_seen: Arc<[AtomicU64]>,
+    index: usize,
+    ready: Arc<AtomicUsize>,
+    gate: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+    read_buf: usize,
+}
+
+impl ViewerTask {
+    async fn run(mut self) -> ViewerResult {
+        let mut out = ViewerResult::default();
+        let conn = {
+            let _permit = self.gate.acquire().await;
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                client::connect(&self.target, &self.path, self.seed),
+            )
+            .await
+        };
+        self.ready.fetch_add(1, Ordering::Relaxed);
+        let seen = &self.last_seen[self.index];
+        let (mut stream, early) = match conn {
+            Ok(Ok(c)) => c,
+            _ => {
+                seen.store(u64::MAX, Ordering::Relaxed);
+                return out;
+            }
+        };
+        out.connected = true;
+        let mut buf = vec![0u8; self.read_buf.max(1024).max(early.len())];
+        let mut scanner = FrameScanner::default();
+        let mut last: Option<u64> = None;
+        let mut pong: Vec<u8> = Vec::with_capacity(131);
+        let mut pending = early.len();
+        buf[..pending].copy_from_slice(&early);
+        loop {
+            if pending > 0 {
+                let window = &self.window;
+                let (from, to) = (
+                    window.from.load(Ordering::Relaxed),
+                    window.to.load(Ordering::Relaxed),
+                );
+                let mut closed = false;
+                scanner.feed(&buf[..pending], |e| match e {
+                    Event::Frame {
+                        sequence,
+                        timestamp_us,
+                        ..
+                    } => {
+                        if sequence >= from && sequence <= to {
+                            out.frames += 1;
+                            out.hist.record(now_us().saturating_sub(timestamp_us));
+                            if let Some(l) = last.filter(|l| *l >= from) {
+                                if sequence > l + 1 {
+                                    out.gaps += sequence - l - 1;
+                                }
+                            }
+                        }
+                        last = Some(sequence);
+                        seen.store(sequence, Ordering::Relaxed);
+                    }
+                    Event::Ping(p) => {
+                        pong.clear();
+                        client::put_client_header(&mut pong, 0xA, p.len());
+                        pong.extend_from_slice(p);
+                    }
+                    Event::Close => closed = true,
+                    Event::Other => {}
+                });
+                if closed {
+                    out.disconnected = !*self.stop.borrow();
+                    return out;
+                }
+                if !pong.is_empty() {
+                    if stream.write_all(&pong).await.is_err() {
+                        out.disconnected = true;
+                        return out;
+                    }
+                    pong.clear();
+                }
+            }
+            tokio::select! {
+                r = stream.read(&mut buf) => match r {
+                    Ok(0) | Err(_) => {
+                        out.disconnected = !*self.stop.borrow();
+                        return out;
+                    }
+                    Ok(k) => pending = k,
+                },
+                _ = self.stop.changed() => return out,
+            }
+        }
+    }
+}
