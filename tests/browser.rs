@@ -34,7 +34,6 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
-use vswa_transport::subscriber::{Subscriber, SubscriberConfig, SubscriberEvent};
 
 /// Upper bound for one test, browser start-up included.
 const TEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -524,22 +523,44 @@ fn differing_pixels(a: &Rgb, b: &Rgb) -> usize {
 const STATS_JS: &str = "return JSON.stringify(window.vswaStats || null)";
 const BROADCAST_JS: &str = "return JSON.stringify(window.vswaBroadcast || null)";
 
-/// (a) A page publishes Chromium's fake camera at 640x480; a WebSocket viewer receives at
-/// least 30 frames that decode as 640x480 JPEG.
+/// (a) A page publishes Chromium's fake camera at 640x480; `vswa-recv` (the real binary)
+/// saves at least 30 frames that decode as 640x480 JPEG.
 #[test]
-fn broadcast_fake_camera_reaches_a_viewer() {
+fn broadcast_fake_camera_reaches_vswa_recv() {
     run(
-        "broadcast_fake_camera_reaches_a_viewer",
+        "broadcast_fake_camera_reaches_vswa_recv",
         |programs| async move {
             const WANT: usize = 30;
             let relay = Relay::start(&programs.relay, false).await?;
-            // The viewer connects first: it waits for the publisher.
-            let mut config = SubscriberConfig::new(format!("ws://{}/ws/watch/cam", relay.addr));
-            config.initial_timeout = Duration::from_secs(10);
-            config.reconnect_timeout = Some(Duration::from_secs(10));
-            let mut viewer = Subscriber::connect(config)
-                .await
-                .context("viewer connect")?;
+            let out_dir =
+                std::env::temp_dir().join(format!("vswa-browser-recv-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&out_dir);
+            let recv_bin = programs
+                .relay
+                .with_file_name(format!("vswa-recv{}", std::env::consts::EXE_SUFFIX));
+            ensure!(
+                recv_bin.is_file(),
+                "{} is missing; run `cargo build --workspace` first",
+                recv_bin.display()
+            );
+            // The receiver connects first: it waits for the publisher.
+            let mut recv = tokio::process::Command::new(&recv_bin)
+                .arg("--url")
+                .arg(format!("ws://{}/ws/watch/cam", relay.addr))
+                .args([
+                    "--count",
+                    &WANT.to_string(),
+                    "--connect-timeout",
+                    "10",
+                    "--out-dir",
+                ])
+                .arg(&out_dir)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .context("start vswa-recv")?;
 
             let browser = Browser::start(&programs, Viewport::Desktop(1280, 800), true).await?;
             browser
@@ -548,53 +569,50 @@ fn broadcast_fake_camera_reaches_a_viewer() {
                         .url("/broadcast/cam?autostart=1&width=640&height=480&fps=15&quality=0.8"),
                 )
                 .await?;
-
-            let receive = async {
-                let mut good = 0;
-                let mut seen = 0;
-                while good < WANT {
-                    match viewer.next().await.context("viewer")? {
-                        SubscriberEvent::Frame { frame, .. } => {
-                            seen += 1;
-                            let header = *frame.header();
-                            let image = vswa_codec::decode(frame.payload()).with_context(|| {
-                                format!("frame {} is not a decodable JPEG", header.sequence)
-                            })?;
-                            ensure!(
-                                (image.width, image.height) == (640, 480),
-                                "frame {} decodes to {}x{}, wanted 640x480",
-                                header.sequence,
-                                image.width,
-                                image.height
-                            );
-                            ensure!(
-                                (u32::from(header.width), u32::from(header.height)) == (640, 480),
-                                "frame {} header says {}x{}",
-                                header.sequence,
-                                header.width,
-                                header.height
-                            );
-                            good += 1;
-                        }
-                        SubscriberEvent::Reconnecting { error, .. } => {
-                            bail!("viewer lost the relay: {error}")
-                        }
-                        SubscriberEvent::End(end) => {
-                            bail!("the publisher ended after {seen} frames: {end:?}")
-                        }
-                        SubscriberEvent::Hello(_) => {}
-                    }
-                }
-                Ok::<_, anyhow::Error>(good)
-            };
-            let got = match tokio::time::timeout(Duration::from_secs(30), receive).await {
-                Ok(r) => r,
-                Err(_) => Err(anyhow!("fewer than {WANT} frames within 30 s")),
-            };
+            let status = tokio::time::timeout(Duration::from_secs(30), recv.wait()).await;
             let state = browser.eval(BROADCAST_JS).await.unwrap_or(Value::Null);
-            let got = got.with_context(|| format!("broadcast page state: {state}"))?;
-            eprintln!("received {got} frames of 640x480; page: {state}");
-            viewer.close().await;
+            let mut stderr = String::new();
+            if let Some(mut pipe) = recv.stderr.take() {
+                use tokio::io::AsyncReadExt;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), pipe.read_to_string(&mut stderr))
+                        .await;
+            }
+            let status = status
+            .map_err(|_| anyhow!("vswa-recv did not get {WANT} frames within 30 s; page: {state}; recv: {stderr}"))?
+            .context("wait for vswa-recv")?;
+            ensure!(
+                status.success(),
+                "vswa-recv failed ({status}): {stderr}; page: {state}"
+            );
+            let mut files: Vec<_> = std::fs::read_dir(&out_dir)?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+                .collect();
+            files.sort();
+            ensure!(
+                files.len() >= WANT,
+                "only {} JPEG files in {}",
+                files.len(),
+                out_dir.display()
+            );
+            for file in &files {
+                let image = vswa_codec::decode(&std::fs::read(file)?)
+                    .with_context(|| format!("{} is not a decodable JPEG", file.display()))?;
+                ensure!(
+                    (image.width, image.height) == (640, 480),
+                    "{} decodes to {}x{}, wanted 640x480",
+                    file.display(),
+                    image.width,
+                    image.height
+                );
+            }
+            eprintln!(
+                "vswa-recv saved {} frames of 640x480; page: {state}",
+                files.len()
+            );
+            let _ = std::fs::remove_dir_all(&out_dir);
             browser.close().await;
             Ok(())
         },

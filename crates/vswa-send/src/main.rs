@@ -34,7 +34,7 @@ struct Args {
     source: SourceSpec,
 
     /// Picture size WIDTHxHEIGHT for the test pattern and the camera request.
-    #[arg(long, default_value = "640x480", value_parser = parse_size)]
+    #[arg(long, default_value = "640x480", value_parser = vswa_transport::cli::parse_size)]
     size: (u32, u32),
 
     /// Frames per second (test pattern and camera: capture rate; files and replays:
@@ -86,24 +86,6 @@ struct Args {
 fn parse_source(s: &str) -> Result<SourceSpec, String> {
     s.parse()
         .map_err(|e: vswa_capture::CaptureError| e.to_string())
-}
-
-fn parse_size(s: &str) -> Result<(u32, u32), String> {
-    let (w, h) = s
-        .split_once(['x', 'X'])
-        .ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT, e.g. 640x480"))?;
-    let parse = |v: &str| {
-        v.trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=65535).contains(n))
-    };
-    match (parse(w), parse(h)) {
-        (Some(w), Some(h)) => Ok((w, h)),
-        _ => Err(format!(
-            "{s:?}: width and height must be whole numbers from 1 to 65535"
-        )),
-    }
 }
 
 fn parse_fps(s: &str) -> Result<f64, String> {
