@@ -644,3 +644,34 @@ async fn sender_reconnects_after_relay_restart() {
     );
     drop(relay);
 }
+
+#[test]
+fn vswa_send_bad_options_are_one_clear_line() {
+    let closed = format!("ws://127.0.0.1:{}/ws/publish/x", free_port());
+    let cases: [(&[&str], &str); 5] = [
+        (&["--source", "nope"], "unknown source"),
+        (&["--size", "0x0"], "width and height"),
+        (&["--quality", "0"], "--quality"),
+        (&["--fps", "0"], "frame rate"),
+        (&["--connect-timeout", "1"], "cannot reach relay"),
+    ];
+    for (args, expect) in cases {
+        let (code, _, stderr) = run_with_timeout(
+            Command::new(bin("vswa-send"))
+                .arg("--url")
+                .arg(&closed)
+                .args(args),
+            LIMIT,
+        );
+        assert!(matches!(code, Some(c) if c != 0), "{args:?}: exit {code:?}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("backtrace"),
+            "{stderr}"
+        );
+        // Retry notices may come first; the last line is the one error.
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(last.starts_with("vswa-send: error: "), "{args:?}: {stderr}");
+        assert!(last.contains(expect), "{args:?}: {last}");
+        assert_eq!(last.matches(expect).count(), 1, "said once: {last}");
+    }
+}
