@@ -129,22 +129,7 @@ async fn malformed_publish_messages_close_only_that_publisher() {
         ),
     ];
     for (name, msg, code, close) in cases {
-        let (mut ws, _) =
-            tokio_tungstenite::connect_async(relay.ws(&format!("/ws/publish/{name}")))
-                .await
-                .unwrap();
-        assert_eq!(next_control(&mut ws).await.unwrap()["type"], "hello");
-        ws.send(msg).await.unwrap();
-        let err = loop {
-            let m = next_control(&mut ws).await.expect("an error message");
-            if m["type"] == "error" {
-                break m;
-            }
-        };
-        assert_eq!(err["code"], code, "{name}: {err}");
-        let text = err["message"].as_str().unwrap();
-        assert!(!text.is_empty() && !text.contains('\n'), "{name}: {text}");
-        assert_eq!(close_code(&mut ws).await, Some(close), "{name}");
+        common::assert_publish_refused(&relay, name, msg, code, close).await;
     }
     // Everyone else kept going.
     assert_eq!(

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{bin, close_code, http_get, next_control, run_with_timeout, RelayProcess};
+use common::{bin, close_code, http_get, next_control, next_error, run_with_timeout, RelayProcess};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use vswa_protocol::{Frame, FrameHeader};
@@ -19,19 +19,6 @@ fn tiny_jpeg() -> Bytes {
     let image =
         vswa_codec::Image::new(vswa_codec::PixelFormat::Gray8, 16, 8, vec![128; 128]).unwrap();
     vswa_codec::encode(&image, &vswa_codec::EncodeOptions::default()).unwrap()
-}
-
-/// The next `error` control message, skipping others (`hello`, `viewers`).
-async fn next_error<S>(ws: &mut S) -> Option<serde_json::Value>
-where
-    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    loop {
-        let msg = next_control(ws).await?;
-        if msg["type"] == "error" {
-            return Some(msg);
-        }
-    }
 }
 
 /// Tests that push many frames through real processes take turns, so they do not
@@ -369,17 +356,7 @@ async fn bad_frames_close_only_that_publisher() {
         ),
     ];
     for (name, msg, code, close) in cases {
-        let (mut ws, _) =
-            tokio_tungstenite::connect_async(relay.ws(&format!("/ws/publish/{name}")))
-                .await
-                .unwrap();
-        assert_eq!(next_control(&mut ws).await.unwrap()["type"], "hello");
-        ws.send(msg).await.unwrap();
-        let err = next_error(&mut ws).await.expect("error message");
-        assert_eq!(err["type"], "error", "{name}");
-        assert_eq!(err["code"], code, "{name}");
-        assert!(!err["message"].as_str().unwrap().is_empty());
-        assert_eq!(close_code(&mut ws).await, Some(close), "{name}");
+        common::assert_publish_refused(&relay, name, msg, code, close).await;
     }
     // A second publisher on a busy stream is refused; the first keeps going.
     let (mut ws, _) = tokio_tungstenite::connect_async(relay.ws("/ws/publish/demo"))

@@ -367,3 +367,42 @@ pub fn jpeg_frame_message(sequence: u64, size: usize) -> bytes::Bytes {
     )
     .to_bytes()
 }
+
+/// The next `error` control message, skipping others (`hello`, `viewers`).
+pub async fn next_error<S>(ws: &mut S) -> Option<serde_json::Value>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        let msg = next_control(ws).await?;
+        if msg["type"] == "error" {
+            return Some(msg);
+        }
+    }
+}
+
+/// Publishes `msg` as a new publisher on `stream` and asserts the relay answers with an
+/// `error` of `code` (one non-empty line) and then closes with `close`.
+pub async fn assert_publish_refused(
+    relay: &RelayProcess,
+    stream: &str,
+    msg: Message,
+    code: &str,
+    close: u16,
+) {
+    use futures_util::SinkExt;
+    let (mut ws, _) = tokio_tungstenite::connect_async(relay.ws(&format!("/ws/publish/{stream}")))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_control(&mut ws).await.unwrap()["type"],
+        "hello",
+        "{stream}"
+    );
+    ws.send(msg).await.unwrap();
+    let err = next_error(&mut ws).await.expect("an error message");
+    assert_eq!(err["code"], code, "{stream}: {err}");
+    let text = err["message"].as_str().unwrap();
+    assert!(!text.is_empty() && !text.contains('\n'), "{stream}: {text}");
+    assert_eq!(close_code(&mut ws).await, Some(close), "{stream}");
+}
