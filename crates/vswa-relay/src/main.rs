@@ -12,7 +12,9 @@ use vswa_capture::{SourceConfig, SourceSpec};
 use vswa_codec::EncodeOptions;
 use vswa_protocol::StreamName;
 use vswa_transport::hub::HubConfig;
-use vswa_transport::pipeline::{feed_hub, OpenedSource, PipelineConfig};
+use vswa_transport::pipeline::{
+    feed_hub, frames_for, OpenedSource, PipelineConfig, DEFAULT_BACKLOG,
+};
 use vswa_transport::relay::{mint_token, unix_now, Relay, RelayConfig, TlsFiles, TokenRole};
 
 /// Relay live video: publishers send frames over WebSocket, viewers watch over
@@ -244,6 +246,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             encode_threads: 1,
             count: None,
             duration: None,
+            backlog: frames_for(DEFAULT_BACKLOG, Some(args.demo_fps)),
         })?;
         eprintln!("vswa-relay: demo stream at {scheme}://{addr}/view/demo");
         let hub = relay.hub().clone();

@@ -76,9 +76,14 @@ async fn send_300_test_frames_through_relay() {
     let frames = receive(&mut sub, 300, LIMIT).await;
     let (code, _, stderr) = sender.await.unwrap();
     assert_eq!(code, Some(0), "vswa-send failed: {stderr}");
-    assert_eq!(frames.len(), 300, "received {} frames", frames.len());
-    for (i, frame) in frames.iter().enumerate() {
-        assert_eq!(frame.header().sequence, i as u64);
+    let seqs: Vec<u64> = frames.iter().map(|f| f.header().sequence).collect();
+    assert_eq!(
+        seqs,
+        (0..300).collect::<Vec<_>>(),
+        "received {} frames; vswa-send said: {stderr}",
+        frames.len()
+    );
+    for frame in &frames {
         assert_eq!((frame.header().width, frame.header().height), (320, 240));
     }
     // Every payload is a JPEG of the requested size (decode a spread of them).

@@ -10,7 +10,9 @@ use clap::Parser;
 const DEFAULT_LOG: &str = "warn,vswa_transport=info";
 use vswa_capture::{SourceConfig, SourceSpec};
 use vswa_codec::{EncodeOptions, EncoderBackend, Subsampling};
-use vswa_transport::pipeline::{send, OpenedSource, PipelineConfig, SendStatus};
+use vswa_transport::pipeline::{
+    frames_for, send, OpenedSource, PipelineConfig, SendStatus, DEFAULT_BACKLOG,
+};
 use vswa_transport::publisher::PublisherConfig;
 
 /// Capture video, encode it as JPEG and publish it to a VSWA relay.
@@ -57,6 +59,13 @@ struct Args {
     /// Use libjpeg-turbo to encode (needs the `turbojpeg` build feature).
     #[arg(long)]
     turbojpeg: bool,
+
+    /// Milliseconds of video a live source (test pattern, camera) may queue, before
+    /// encoding and again before the network, when the machine or the network briefly
+    /// falls behind; beyond that frames are dropped and counted. More rides out longer
+    /// hiccups; less keeps latency lower when the network stays too slow.
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_BACKLOG.as_millis() as u64, value_parser = clap::value_parser!(u64).range(0..=5000))]
+    backlog: u64,
 
     /// Stop after this many frames.
     #[arg(long, conflicts_with = "duration")]
@@ -149,6 +158,8 @@ async fn run(args: Args) -> anyhow::Result<SendStatus> {
     publisher.connect.token = args.token.clone().filter(|t| !t.is_empty());
     publisher.connect.ca_cert = args.ca_cert.clone();
     publisher.initial_timeout = positive_secs("connect-timeout", args.connect_timeout)?;
+    let backlog = frames_for(Duration::from_millis(args.backlog), args.fps);
+    publisher.queue = backlog;
     publisher.connect.validate()?;
     let source = OpenedSource::open(PipelineConfig {
         spec: args.source.clone(),
@@ -162,6 +173,7 @@ async fn run(args: Args) -> anyhow::Result<SendStatus> {
         encode_threads: threads,
         count: args.count,
         duration,
+        backlog,
     })?;
     eprintln!("vswa-send: {} -> {}", source.describe(), args.url);
     let show = !args.quiet && std::io::stderr().is_terminal();
@@ -197,6 +209,12 @@ fn main() -> ExitCode {
             let mut summary = summary;
             summary.publisher.connected = true;
             eprintln!("vswa-send: done: {}", status_line(&summary).trim_start());
+            if summary.dropped() > 0 {
+                eprintln!(
+                    "vswa-send: dropped {} before encoding (encoder or network behind), {} at the network queue",
+                    summary.pipeline.dropped, summary.publisher.dropped
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -1,7 +1,8 @@
 //! Capture -> encode -> frames, pipelined: the source runs on its own thread, JPEG
 //! encoding on a pool of threads, and frames come out in capture order through a small
-//! bounded channel. Live sources drop frames (before encoding, so no work is wasted)
-//! when downstream is slower; file and pipe sources wait instead.
+//! bounded channel. Live sources may get [`PipelineConfig::backlog`] frames ahead, then
+//! drop frames (before encoding, so no work is wasted) while downstream is slower;
+//! file and pipe sources wait instead.
 //!
 //! [`send`] runs a pipeline into a [`Publisher`] (the `vswa-send` program);
 //! [`feed_hub`] runs one straight into a relay's hub (the relay's `--demo` stream).
@@ -17,7 +18,7 @@ use tokio::sync::mpsc;
 use vswa_capture::{
     CaptureEnd, CaptureError, CaptureThread, FrameContent, Source, SourceConfig, SourceSpec,
 };
-use vswa_codec::{EncodeOptions, EncoderPool, TrySubmitError};
+use vswa_codec::{EncodeOptions, EncoderPool};
 use vswa_protocol::{Flags, Frame, FrameHeader, StreamName};
 
 use crate::hub::Hub;
@@ -39,6 +40,21 @@ pub struct PipelineConfig {
     pub count: Option<u64>,
     /// Stop after this long.
     pub duration: Option<Duration>,
+    /// Frames a live source may get ahead of the encoder and of the consumer before
+    /// frames are dropped (at least 2); see [`frames_for`] to size it from a time.
+    pub backlog: usize,
+}
+
+/// The default time budget for queues between a live source and the network: enough
+/// to ride out a scheduling hiccup of a loaded machine without losing frames, small
+/// enough that sustained congestion does not build up noticeable latency.
+pub const DEFAULT_BACKLOG: Duration = Duration::from_millis(200);
+
+/// How many frames at `fps` fit in `budget`, clamped to 2..=30 (a source without a
+/// rate counts as 30 fps).
+pub fn frames_for(budget: Duration, fps: Option<f64>) -> usize {
+    let fps = fps.filter(|f| f.is_finite() && *f > 0.0).unwrap_or(30.0);
+    ((budget.as_secs_f64() * fps).ceil() as usize).clamp(2, 30)
 }
 
 /// Why a pipeline or a send stopped with an error.
@@ -144,12 +160,13 @@ impl Pipeline {
         let description = source.describe();
         let shared = Arc::new(Shared::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel(2);
+        let backlog = config.backlog.max(2);
+        let (tx, rx) = mpsc::channel(backlog);
         let pool = Arc::new(EncoderPool::<Tag>::new(
             config.encode_threads.max(1),
             config.encode,
         ));
-        let capture = CaptureThread::spawn(source, 2);
+        let capture = CaptureThread::spawn(source, backlog);
         let feeder = {
             let (shared, stop, pool, tx) = (shared.clone(), stop.clone(), pool.clone(), tx.clone());
             std::thread::Builder::new()
@@ -161,7 +178,6 @@ impl Pipeline {
                         tx,
                         shared,
                         stop,
-                        live,
                         config.count,
                         config.duration,
                     )
@@ -265,13 +281,11 @@ fn feed(
     tx: mpsc::Sender<Frame>,
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
-    live: bool,
     count: Option<u64>,
     duration: Option<Duration>,
 ) -> Result<(), CaptureError> {
     let started = Instant::now();
     let mut received = 0u64;
-    let mut encode_drops = 0u64;
     loop {
         if stop.load(Ordering::Relaxed) || duration.is_some_and(|d| started.elapsed() >= d) {
             break;
@@ -289,9 +303,7 @@ fn feed(
         }
         received += 1;
         shared.captured.store(sequence + 1, Ordering::Relaxed);
-        shared
-            .dropped
-            .store(capture.dropped() + encode_drops, Ordering::Relaxed);
+        shared.dropped.store(capture.dropped(), Ordering::Relaxed);
         let tag = Tag {
             sequence,
             timestamp_us: captured.timestamp_us,
@@ -299,25 +311,12 @@ fn feed(
         };
         match captured.content {
             FrameContent::Image(image) => {
-                let submitted = if live {
-                    match pool.try_submit(image, tag) {
-                        Ok(()) => true,
-                        Err(TrySubmitError::Full(..)) => {
-                            encode_drops += 1;
-                            shared.dropped.fetch_add(1, Ordering::Relaxed);
-                            false
-                        }
-                        Err(TrySubmitError::Closed(..)) => break,
-                    }
-                } else {
-                    if pool.submit(image, tag).is_err() {
-                        break;
-                    }
-                    true
-                };
-                if submitted {
-                    shared.submitted.fetch_add(1, Ordering::Relaxed);
+                // Wait for the encoder: a live source's backlog builds up in the capture
+                // channel, where the capture thread drops (and counts) what does not fit.
+                if pool.submit(image, tag).is_err() {
+                    break;
                 }
+                shared.submitted.fetch_add(1, Ordering::Relaxed);
             }
             FrameContent::Jpeg {
                 data,
@@ -476,4 +475,21 @@ pub async fn feed_hub(
     drop(handle);
     pipeline.finish().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backlog_is_sized_in_time_and_clamped() {
+        let ms = Duration::from_millis;
+        assert_eq!(frames_for(ms(200), Some(30.0)), 6);
+        assert_eq!(frames_for(ms(200), None), 6, "no rate counts as 30 fps");
+        assert_eq!(frames_for(ms(200), Some(60.0)), 12);
+        assert_eq!(frames_for(ms(0), Some(30.0)), 2, "never fewer than 2");
+        assert_eq!(frames_for(ms(200), Some(1.0)), 2);
+        assert_eq!(frames_for(ms(5000), Some(120.0)), 30, "never more than 30");
+        assert_eq!(frames_for(ms(200), Some(f64::NAN)), 6);
+    }
 }

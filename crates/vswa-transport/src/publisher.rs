@@ -32,13 +32,14 @@ pub struct PublisherConfig {
 }
 
 impl PublisherConfig {
-    /// Defaults for `url`: 10 s to connect the first time, a queue of 2 frames.
+    /// Defaults for `url`: 10 s to connect the first time, a queue of
+    /// [`DEFAULT_BACKLOG`](crate::pipeline::DEFAULT_BACKLOG) at 30 fps (6 frames).
     pub fn new(url: impl Into<String>) -> PublisherConfig {
         PublisherConfig {
             connect: ConnectOptions::new(url),
             backoff: Backoff::default(),
             initial_timeout: Duration::from_secs(10),
-            queue: 2,
+            queue: crate::pipeline::frames_for(crate::pipeline::DEFAULT_BACKLOG, None),
         }
     }
 }
