@@ -22,11 +22,10 @@
 #![cfg(unix)]
 
 use std::fs;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -34,6 +33,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
+use vswa_testkit::{Relay, TempDir};
 
 /// Upper bound for one test, browser start-up included.
 const TEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -47,7 +47,6 @@ static BROWSER_LOCK: Mutex<()> = Mutex::new(());
 struct Programs {
     chromium: PathBuf,
     chromedriver: PathBuf,
-    relay: PathBuf,
 }
 
 fn find_in_path(names: &[&str]) -> Option<PathBuf> {
@@ -68,20 +67,6 @@ fn from_env_or_path(var: &str, names: &[&str]) -> Option<PathBuf> {
         Some(p) if !p.is_empty() => Some(PathBuf::from(p)).filter(|p| p.is_file()),
         _ => find_in_path(names),
     }
-}
-
-/// `target/debug/vswa-relay`, next to the directory that holds this test executable.
-fn relay_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("VSWA_RELAY_BIN").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("current_exe");
-    // target/debug/deps/browser-HASH -> target/debug
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable has no target dir");
-    dir.join(format!("vswa-relay{}", std::env::consts::EXE_SUFFIX))
 }
 
 /// The programs the tests need, or `None` (after printing why) when the browser is missing
@@ -112,16 +97,9 @@ fn programs(test: &str) -> Option<Programs> {
             return None;
         }
     };
-    let relay = relay_binary();
-    assert!(
-        relay.is_file(),
-        "{test}: {} is missing: run `cargo build --workspace` first",
-        relay.display()
-    );
     Some(Programs {
         chromium,
         chromedriver,
-        relay,
     })
 }
 
@@ -153,31 +131,6 @@ where
 
 // ---------------------------------------------------------------------------------------
 // temp dirs and child processes
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let path = std::env::temp_dir().join(format!(
-            "vswa-browser-{tag}-{}-{}-{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A child in its own process group; dropping it kills the whole group (chromedriver
 /// starts Chromium in its group, and Chromium outlives a killed chromedriver otherwise).
@@ -230,51 +183,9 @@ impl Drop for Proc {
     }
 }
 
-struct Relay {
-    addr: SocketAddr,
-    _proc: Proc,
-    _dir: TempDir,
-}
-
-impl Relay {
-    /// Starts `vswa-relay --listen 127.0.0.1:0` (with `--demo` if asked) and reads the
-    /// port from its "listening on" line.
-    async fn start(bin: &Path, demo: bool) -> Result<Relay> {
-        let dir = TempDir::new("relay");
-        let mut cmd = Command::new(bin);
-        cmd.args(["--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "info");
-        if demo {
-            cmd.arg("--demo");
-        }
-        let mut proc = Proc::spawn("relay", cmd, dir.0.join("relay.log"))?;
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let log = proc.log_text();
-            if let Some(rest) = log.split("listening on http://").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap_or("");
-                let addr: SocketAddr = addr
-                    .parse()
-                    .with_context(|| format!("relay address {addr:?}"))?;
-                return Ok(Relay {
-                    addr,
-                    _proc: proc,
-                    _dir: dir,
-                });
-            }
-            if proc.exited() {
-                bail!("the relay exited at start:\n{log}");
-            }
-            if Instant::now() > deadline {
-                bail!("the relay printed no listening address within 15 s:\n{log}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
+/// Starts `vswa-relay` on a free loopback port, with its demo stream if `demo`.
+fn start_relay(demo: bool) -> Relay {
+    Relay::start(if demo { &["--demo"] } else { &[] })
 }
 
 /// Window size of a browser session.
@@ -300,7 +211,7 @@ fn free_port() -> Result<u16> {
 impl Browser {
     async fn start(programs: &Programs, viewport: Viewport, fake_camera: bool) -> Result<Browser> {
         let dir = TempDir::new("chrome");
-        let profile = dir.0.join("profile");
+        let profile = dir.join("profile");
         fs::create_dir_all(&profile)?;
         // Another process may take the probed port before chromedriver binds it: retry.
         let mut last_err = anyhow!("chromedriver did not start");
@@ -313,7 +224,7 @@ impl Browser {
             let mut driver = Proc::spawn(
                 "chromedriver",
                 cmd,
-                dir.0.join(format!("chromedriver-{attempt}.log")),
+                dir.join(format!("chromedriver-{attempt}.log")),
             )?;
             let deadline = Instant::now() + Duration::from_secs(10);
             let up = loop {
@@ -531,18 +442,10 @@ fn broadcast_fake_camera_reaches_vswa_recv() {
         "broadcast_fake_camera_reaches_vswa_recv",
         |programs| async move {
             const WANT: usize = 30;
-            let relay = Relay::start(&programs.relay, false).await?;
-            let out_dir =
-                std::env::temp_dir().join(format!("vswa-browser-recv-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&out_dir);
-            let recv_bin = programs
-                .relay
-                .with_file_name(format!("vswa-recv{}", std::env::consts::EXE_SUFFIX));
-            ensure!(
-                recv_bin.is_file(),
-                "{} is missing; run `cargo build --workspace` first",
-                recv_bin.display()
-            );
+            let relay = start_relay(false);
+            let out = TempDir::new("browser-recv");
+            let out_dir = out.path();
+            let recv_bin = vswa_testkit::bin("vswa-recv");
             // The receiver connects first: it waits for the publisher.
             let mut recv = tokio::process::Command::new(&recv_bin)
                 .arg("--url")
@@ -554,7 +457,7 @@ fn broadcast_fake_camera_reaches_vswa_recv() {
                     "10",
                     "--out-dir",
                 ])
-                .arg(&out_dir)
+                .arg(out_dir)
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped())
@@ -566,7 +469,7 @@ fn broadcast_fake_camera_reaches_vswa_recv() {
             browser
                 .goto(
                     &relay
-                        .url("/broadcast/cam?autostart=1&width=640&height=480&fps=15&quality=0.8"),
+                        .http("/broadcast/cam?autostart=1&width=640&height=480&fps=15&quality=0.8"),
                 )
                 .await?;
             let status = tokio::time::timeout(Duration::from_secs(30), recv.wait()).await;
@@ -585,7 +488,7 @@ fn broadcast_fake_camera_reaches_vswa_recv() {
                 status.success(),
                 "vswa-recv failed ({status}): {stderr}; page: {state}"
             );
-            let mut files: Vec<_> = std::fs::read_dir(&out_dir)?
+            let mut files: Vec<_> = std::fs::read_dir(out_dir)?
                 .filter_map(Result::ok)
                 .map(|e| e.path())
                 .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
@@ -612,7 +515,6 @@ fn broadcast_fake_camera_reaches_vswa_recv() {
                 "vswa-recv saved {} frames of 640x480; page: {state}",
                 files.len()
             );
-            let _ = std::fs::remove_dir_all(&out_dir);
             browser.close().await;
             Ok(())
         },
@@ -623,9 +525,9 @@ fn broadcast_fake_camera_reaches_vswa_recv() {
 #[test]
 fn viewer_shows_moving_video() {
     run("viewer_shows_moving_video", |programs| async move {
-        let relay = Relay::start(&programs.relay, true).await?;
+        let relay = start_relay(true);
         let browser = Browser::start(&programs, Viewport::Desktop(1280, 800), false).await?;
-        browser.goto(&relay.url("/view/demo")).await?;
+        browser.goto(&relay.http("/view/demo")).await?;
         browser
             .wait_for(
                 "5 frames drawn",
@@ -689,9 +591,9 @@ fn viewer_shows_moving_video() {
 #[test]
 fn index_lists_live_stream() {
     run("index_lists_live_stream", |programs| async move {
-        let relay = Relay::start(&programs.relay, true).await?;
+        let relay = start_relay(true);
         let browser = Browser::start(&programs, Viewport::Desktop(1280, 800), false).await?;
-        browser.goto(&relay.url("/")).await?;
+        browser.goto(&relay.http("/")).await?;
         let item = browser
             .client()
             .wait()
@@ -724,7 +626,7 @@ fn screenshots() {
     run("screenshots", |programs| async move {
         let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
         fs::create_dir_all(&out)?;
-        let relay = Relay::start(&programs.relay, true).await?;
+        let relay = start_relay(true);
         for viewport in [Viewport::Desktop(1280, 800), Viewport::Phone(390, 844)] {
             let (w, h) = match viewport {
                 Viewport::Desktop(w, h) | Viewport::Phone(w, h) => (w, h),
@@ -738,7 +640,7 @@ fn screenshots() {
                 Ok(())
             };
 
-            browser.goto(&relay.url("/")).await?;
+            browser.goto(&relay.http("/")).await?;
             browser
                 .wait_for(
                     "demo listed with a loaded thumbnail",
@@ -750,7 +652,7 @@ fn screenshots() {
                 .await?;
             save("index", browser.client().screenshot().await?)?;
 
-            browser.goto(&relay.url("/view/demo")).await?;
+            browser.goto(&relay.http("/view/demo")).await?;
             browser
                 .wait_for(
                     "video on /view/demo",
@@ -762,7 +664,7 @@ fn screenshots() {
             save("view", browser.client().screenshot().await?)?;
 
             browser
-                .goto(&relay.url("/broadcast/webcam?autostart=1&width=640&height=480&fps=15"))
+                .goto(&relay.http("/broadcast/webcam?autostart=1&width=640&height=480&fps=15"))
                 .await?;
             browser
                 .wait_for(

@@ -277,7 +277,7 @@ fn reconnects_after_the_relay_restarts() {
 
     let mut seen = wait_for(LIMIT, "first frames", || (frames() >= 10).then(frames));
     for signal in ["TERM", "KILL"] {
-        let pid = relay.child.0.id().to_string();
+        let pid = relay.pid().to_string();
         let status = std::process::Command::new("kill")
             .args([&format!("-{signal}"), &pid])
             .status()
@@ -331,7 +331,7 @@ fn refusals_exit_non_zero_with_one_clear_line() {
     // The right one, from the environment.
     let mut ok = recv(&["--url", &url, "--count", "3"]);
     ok.env("VSWA_TOKEN", "sesame");
-    run_with_limit(ok, LIMIT).assert_ok();
+    run_with_limit(&mut ok, LIMIT).assert_ok();
 
     // Invalid stream name.
     let bad = format!("ws://{}/ws/watch/bad%20name", relay.addr);

@@ -51,7 +51,7 @@ fn header_bytes() -> [u8; HEADER_LEN] {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_publish_messages_close_only_that_publisher() {
-    let relay = RelayProcess::start(&[
+    let relay = Relay::start(&[
         "--demo",
         "--demo-size",
         "64x48",
@@ -141,7 +141,7 @@ async fn malformed_publish_messages_close_only_that_publisher() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_end_of_stream_frame_is_accepted_and_viewers_get_end() {
-    let relay = RelayProcess::start(&[]);
+    let relay = Relay::start(&[]);
     let (mut viewer, _) = tokio_tungstenite::connect_async(relay.ws("/ws/watch/eos"))
         .await
         .unwrap();
@@ -185,8 +185,8 @@ async fn empty_end_of_stream_frame_is_accepted_and_viewers_get_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_megabyte_message_is_refused_without_buffering_it() {
-    let relay = RelayProcess::start(&["--demo", "--demo-size", "64x48"]);
-    let pid = relay.child.id();
+    let relay = Relay::start(&["--demo", "--demo-size", "64x48"]);
+    let pid = relay.pid();
     let mut ws = raw_ws(relay.port, "/ws/publish/huge").await;
     assert!(ws
         .next_control("hello", Duration::from_secs(10))
@@ -232,8 +232,8 @@ async fn hundred_megabyte_message_is_refused_without_buffering_it() {
 /// bounded by the ring (queue + 1 frames per stream).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_far_faster_than_a_camera_are_relayed_and_others_keep_flowing() {
-    let relay = RelayProcess::start(&["--demo", "--demo-size", "64x48"]);
-    let pid = relay.child.id();
+    let relay = Relay::start(&["--demo", "--demo-size", "64x48"]);
+    let pid = relay.pid();
     let mut demo = Subscriber::connect(SubscriberConfig::new(relay.ws("/ws/watch/demo")))
         .await
         .unwrap();
@@ -316,7 +316,7 @@ async fn status_of(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_wrong_and_misplaced_tokens_are_401() {
-    let relay = RelayProcess::start(&[
+    let relay = Relay::start(&[
         "--publish-token",
         "pub-secret",
         "--view-token",
@@ -376,7 +376,7 @@ async fn missing_wrong_and_misplaced_tokens_are_401() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_stream_name_and_upgrade_on_plain_routes() {
-    let relay = RelayProcess::start(&[]);
+    let relay = Relay::start(&[]);
     let upgrade = [
         ("Upgrade", "websocket"),
         ("Connection", "Upgrade"),
@@ -405,7 +405,7 @@ async fn empty_stream_name_and_upgrade_on_plain_routes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_headers_are_refused_and_the_relay_keeps_serving() {
-    let relay = RelayProcess::start(&[]);
+    let relay = Relay::start(&[]);
     let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", relay.port))
         .await
         .unwrap();
@@ -460,7 +460,7 @@ async fn time_to_close(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_is_shed_after_the_handshake_timeout() {
-    let relay = RelayProcess::start(&["--handshake-timeout", "2"]);
+    let relay = Relay::start(&["--handshake-timeout", "2"]);
     let started = Instant::now();
     // Half a request line, then nothing.
     let mut half = tokio::net::TcpStream::connect(("127.0.0.1", relay.port))
@@ -509,13 +509,13 @@ async fn slowloris_is_shed_after_the_handshake_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_idle_connections_hold_the_limit_and_healthz_recovers() {
     const LIMIT_CONNS: usize = 1000;
-    let relay = RelayProcess::start(&[
+    let relay = Relay::start(&[
         "--max-connections",
         &LIMIT_CONNS.to_string(),
         "--handshake-timeout",
         "2",
     ]);
-    let pid = relay.child.id();
+    let pid = relay.pid();
     let fds_before = open_fds(pid);
     // A monitor that connected before the flood asks /healthz on its keep-alive
     // connection every 300 ms throughout (well inside the handshake timeout).
@@ -636,7 +636,7 @@ fn recording(n: u64) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_of_truncated_corrupt_or_foreign_files_never_panics() {
-    let relay = RelayProcess::start(&[]);
+    let relay = Relay::start(&[]);
     let dir = std::env::temp_dir().join(format!("vswa-badreplay-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let good = recording(6);
@@ -742,7 +742,7 @@ fn leftovers(dir: &std::path::Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recv_out_dir_read_only_or_full_is_a_clear_error_without_partial_files() {
-    let relay = RelayProcess::start(&["--demo", "--demo-size", "320x240"]);
+    let relay = Relay::start(&["--demo", "--demo-size", "320x240"]);
     // Read-only: a read-only tmpfs (root ignores permission bits), else mode 0555.
     let ro = std::env::temp_dir().join(format!("vswa-ro-{}", std::process::id()));
     std::fs::create_dir_all(&ro).unwrap();

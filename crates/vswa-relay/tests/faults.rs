@@ -29,7 +29,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publisher_killed_mid_frame_ends_the_stream_and_a_new_one_resumes_it() {
-    let relay = RelayProcess::start(&[]);
+    let relay = Relay::start(&[]);
     let (mut viewer, _) = tokio_tungstenite::connect_async(relay.ws("/ws/watch/k"))
         .await
         .unwrap();
@@ -77,8 +77,8 @@ async fn publisher_killed_mid_frame_ends_the_stream_and_a_new_one_resumes_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewer_that_stops_reading_is_counted_bounded_and_disconnected() {
-    let relay = RelayProcess::start(&["--stall-timeout", "5"]);
-    let pid = relay.child.id();
+    let relay = Relay::start(&["--stall-timeout", "5"]);
+    let pid = relay.pid();
     // A viewer that completes the handshake and then never reads nor writes again.
     let stalled = raw_ws(relay.port, "/ws/watch/st").await;
     let stalled_port = stalled.tcp.local_addr().unwrap().port();
@@ -160,7 +160,7 @@ async fn viewer_that_stops_reading_is_counted_bounded_and_disconnected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_to_recv_while_recording_leaves_a_complete_file() {
-    let relay = RelayProcess::start(&["--demo", "--demo-size", "160x120"]);
+    let relay = Relay::start(&["--demo", "--demo-size", "160x120"]);
     let dir = std::env::temp_dir().join(format!("vswa-sigterm-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let rec = dir.join("rec.vswa");

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{bin, close_code, http_get, next_control, next_error, run_with_timeout, RelayProcess};
+use common::{bin, close_code, http_get, next_control, next_error, run_with_timeout, Relay};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use vswa_protocol::{Frame, FrameHeader};
@@ -27,7 +27,7 @@ fn tiny_jpeg() -> Bytes {
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Waits (bounded) until the relay has a snapshot for `stream_and_query`.
-async fn wait_for_frame(relay: &RelayProcess, stream_and_query: &str) {
+async fn wait_for_frame(relay: &Relay, stream_and_query: &str) {
     let path = match stream_and_query.split_once('?') {
         Some((name, query)) => format!("/snapshot/{name}.jpg?{query}"),
         None => format!("/snapshot/{stream_and_query}.jpg"),
@@ -59,7 +59,7 @@ async fn receive(sub: &mut Subscriber, n: usize, limit: Duration) -> Vec<Frame> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_300_test_frames_through_relay() {
     let _turn = HEAVY.lock().await;
-    let relay = RelayProcess::start(&["--viewer-queue", "64"]);
+    let relay = Relay::start(&["--viewer-queue", "64"]);
     let mut sub = Subscriber::connect(SubscriberConfig::new(relay.ws("/ws/watch/cam")))
         .await
         .unwrap();
@@ -104,7 +104,7 @@ async fn ffmpeg_mjpeg_pipe_publishes_all_frames() {
         eprintln!("skipping: ffmpeg not installed");
         return;
     }
-    let relay = RelayProcess::start(&["--viewer-queue", "200"]);
+    let relay = Relay::start(&["--viewer-queue", "200"]);
     let mut sub = Subscriber::connect(SubscriberConfig::new(relay.ws("/ws/watch/pipe")))
         .await
         .unwrap();
@@ -131,7 +131,7 @@ async fn ffmpeg_mjpeg_pipe_publishes_all_frames() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_prompt_viewers_get_99_percent_despite_a_stalled_one() {
     let _turn = HEAVY.lock().await;
-    let relay = RelayProcess::start(&["--demo", "--demo-size", "160x120"]);
+    let relay = Relay::start(&["--demo", "--demo-size", "160x120"]);
     // A viewer that completes the handshake and then never reads.
     let (stalled, _) = tokio_tungstenite::connect_async(relay.ws("/ws/watch/demo"))
         .await
@@ -172,7 +172,7 @@ async fn hundred_prompt_viewers_get_99_percent_despite_a_stalled_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_viewer_gets_latest_frame_at_once_and_viewer_waits_for_publisher() {
-    let relay = RelayProcess::start(&[]);
+    let relay = Relay::start(&[]);
     // A viewer that arrives before the publisher.
     let (mut early, _) = tokio_tungstenite::connect_async(relay.ws("/ws/watch/s"))
         .await
@@ -224,7 +224,7 @@ async fn late_viewer_gets_latest_frame_at_once_and_viewer_waits_for_publisher() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_checked_before_upgrade() {
-    let relay = RelayProcess::start(&[
+    let relay = Relay::start(&[
         "--demo",
         "--publish-token",
         "pub-secret",
@@ -284,7 +284,7 @@ async fn tokens_are_checked_before_upgrade() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_stream_names_are_400() {
-    let relay = RelayProcess::start(&[]);
+    let relay = Relay::start(&[]);
     let name65 = "x".repeat(65);
     for path in [
         "/ws/watch/..%2fx".to_string(),
@@ -320,7 +320,7 @@ async fn invalid_stream_names_are_400() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_frames_close_only_that_publisher() {
-    let relay = RelayProcess::start(&[
+    let relay = Relay::start(&[
         "--demo",
         "--demo-size",
         "64x48",
@@ -379,7 +379,7 @@ async fn bad_frames_close_only_that_publisher() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mjpeg_snapshot_and_stats() {
-    let relay = RelayProcess::start(&["--demo", "--demo-size", "320x240"]);
+    let relay = Relay::start(&["--demo", "--demo-size", "320x240"]);
     wait_for_frame(&relay, "demo").await;
     // Read a few parts of the multipart stream by hand.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -502,7 +502,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_viewers_with_end_and_normal_close() {
-    let mut relay = RelayProcess::start(&["--demo", "--demo-size", "64x48"]);
+    let mut relay = Relay::start(&["--demo", "--demo-size", "64x48"]);
     let (mut ws, _) = tokio_tungstenite::connect_async(relay.ws("/ws/watch/demo"))
         .await
         .unwrap();
@@ -528,7 +528,7 @@ async fn tls_serves_https_and_wss() {
     let key_path = dir.join("key.pem");
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    let relay = RelayProcess::start(&[
+    let relay = Relay::start(&[
         "--demo",
         "--demo-size",
         "64x48",
@@ -581,7 +581,7 @@ async fn sender_reconnects_after_relay_restart() {
     let _turn = HEAVY.lock().await;
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let relay = RelayProcess::start_on(&listen, &[]);
+    let relay = Relay::start_on(&listen, &[]);
     let url = relay.ws("/ws/publish/again");
     let mut sender = Command::new(bin("vswa-send"))
         .args([
@@ -607,7 +607,7 @@ async fn sender_reconnects_after_relay_restart() {
     drop(sub);
     drop(relay); // SIGKILL: no goodbye to anyone.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let relay = RelayProcess::start_on(&listen, &[]);
+    let relay = Relay::start_on(&listen, &[]);
     let mut sub = Subscriber::connect(SubscriberConfig::new(watch))
         .await
         .unwrap();

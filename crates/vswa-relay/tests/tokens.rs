@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{bin, http_get, next_control, run_with_timeout, RelayProcess};
+use common::{bin, http_get, next_control, run_with_timeout, Relay};
 use vswa_transport::relay::{mint_token, unix_now, TokenRole};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -15,7 +15,7 @@ const SECRET: &str = "s3cret-for-tests";
 
 fn mint(args: &[&str]) -> String {
     let (code, out, err) = run_with_timeout(
-        Command::new(env!("CARGO_BIN_EXE_vswa-relay"))
+        Command::new(bin("vswa-relay"))
             .arg("token")
             .args(args)
             .env("VSWA_TOKEN_SECRET", SECRET),
@@ -28,7 +28,7 @@ fn mint(args: &[&str]) -> String {
 }
 
 /// Status and body of a WebSocket upgrade request on `path` with `headers`.
-async fn upgrade(relay: &RelayProcess, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+async fn upgrade(relay: &Relay, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let mut h = vec![
         ("Upgrade", "websocket"),
         ("Connection", "Upgrade"),
@@ -82,7 +82,7 @@ async fn upgrade(relay: &RelayProcess, path: &str, headers: &[(&str, &str)]) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scoped_tokens_open_only_their_stream_and_role() {
-    let relay = RelayProcess::start(&["--token-secret", SECRET, "--publish-token", "shared-pub"]);
+    let relay = Relay::start(&["--token-secret", SECRET, "--publish-token", "shared-pub"]);
     let publish_cam = mint(&["--stream", "cam", "--role", "publish", "--ttl", "1h"]);
     let watch_lobby = mint(&["--stream", "lobby-", "--prefix", "--role", "watch"]);
     let bearer_pub = format!("Bearer {publish_cam}");
@@ -155,7 +155,7 @@ async fn scoped_tokens_open_only_their_stream_and_role() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_token_is_refused_with_a_message_that_says_so() {
-    let relay = RelayProcess::start(&["--token-secret", SECRET]);
+    let relay = Relay::start(&["--token-secret", SECRET]);
     let now = unix_now();
     let expired = mint_token(
         SECRET.as_bytes(),
@@ -180,7 +180,7 @@ async fn expired_token_is_refused_with_a_message_that_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vswa_send_and_a_viewer_work_with_minted_tokens() {
-    let relay = RelayProcess::start(&["--token-secret", SECRET]);
+    let relay = Relay::start(&["--token-secret", SECRET]);
     let publish = mint(&["--stream", "cam", "--role", "publish", "--ttl", "10m"]);
     let watch = mint(&["--stream", "cam", "--role", "watch", "--ttl", "600"]);
     let (mut viewer, _) =

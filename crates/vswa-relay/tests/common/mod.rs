@@ -1,137 +1,18 @@
-//! Helpers for end-to-end tests: start the real binaries on loopback ports chosen at run
-//! time, kill them on drop, and talk to them with plain clients.
+//! Helpers for the relay's end-to-end tests: plain HTTP and WebSocket clients (some
+//! deliberately misbehaving) for a relay started with [`vswa_testkit::Relay`].
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
+pub use vswa_testkit::{bin, run_with_limit, Relay};
 
-/// Path of a workspace binary next to the relay under test.
-pub fn bin(name: &str) -> PathBuf {
-    let relay = PathBuf::from(env!("CARGO_BIN_EXE_vswa-relay"));
-    let path = relay.with_file_name(name);
-    assert!(
-        path.exists(),
-        "{} not found; run `cargo build --workspace` (cargo test --workspace does)",
-        path.display()
-    );
-    path
-}
-
-/// A relay process on 127.0.0.1 with a free port.
-pub struct RelayProcess {
-    pub child: Child,
-    pub port: u16,
-    pub stderr: mpsc::Receiver<String>,
-}
-
-impl RelayProcess {
-    pub fn start(args: &[&str]) -> RelayProcess {
-        Self::start_on("127.0.0.1:0", args)
-    }
-
-    pub fn start_on(listen: &str, args: &[&str]) -> RelayProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vswa-relay"))
-            .arg("--listen")
-            .arg(listen)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start vswa-relay");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        // The guard exists before anything can fail, so the child is always reaped.
-        let mut relay = RelayProcess {
-            child,
-            port: 0,
-            stderr: rx,
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while relay.port == 0 {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = relay
-                .stderr
-                .recv_timeout(left)
-                .expect("relay did not report its address");
-            if let Some(addr) = line.split("listening on ").nth(1) {
-                relay.port = addr.rsplit(':').next().unwrap().trim().parse().unwrap();
-            }
-        }
-        relay
-    }
-
-    pub fn ws(&self, path: &str) -> String {
-        format!("ws://127.0.0.1:{}{path}", self.port)
-    }
-
-    pub fn http(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// Sends SIGTERM and waits (bounded) for the process to exit.
-    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for RelayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs a command with a time limit; returns (status code, stdout, stderr).
+/// Runs `cmd` (stdin closed) within `limit`; returns (exit code, stdout, stderr).
 pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> (Option<i32>, String, String) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{cmd:?} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let done = run_with_limit(cmd.stdin(Stdio::null()), limit);
+    (done.status.code(), done.stdout_text(), done.stderr)
 }
 
 /// A plain HTTP/1.1 GET over TCP; returns (status, headers, body).
@@ -384,7 +265,7 @@ where
 /// Publishes `msg` as a new publisher on `stream` and asserts the relay answers with an
 /// `error` of `code` (one non-empty line) and then closes with `close`.
 pub async fn assert_publish_refused(
-    relay: &RelayProcess,
+    relay: &Relay,
     stream: &str,
     msg: Message,
     code: &str,
