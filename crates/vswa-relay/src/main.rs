@@ -83,6 +83,11 @@ struct Args {
     #[arg(long, default_value_t = 10_000)]
     max_connections: usize,
 
+    /// Most open TCP connections from one client address (0: no limit). Set this on a
+    /// relay that faces the internet, so one client cannot use up --max-connections.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_connections_per_ip: usize,
+
     /// Frames a viewer may fall behind before it skips to the newest.
     #[arg(long, default_value_t = 4)]
     viewer_queue: usize,
@@ -219,6 +224,7 @@ fn config(args: &Args) -> anyhow::Result<RelayConfig> {
         stall_timeout: seconds("stall-timeout", args.stall_timeout)?,
         end_grace: seconds("end-grace", args.end_grace)?,
         max_connections: args.max_connections,
+        max_connections_per_ip: args.max_connections_per_ip,
     })
 }
 

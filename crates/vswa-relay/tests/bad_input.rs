@@ -616,6 +616,104 @@ async fn thousands_of_idle_connections_hold_the_limit_and_healthz_recovers() {
     assert!(answered >= 3);
 }
 
+/// GET `path` from the relay on 127.0.0.1 over a connection from `source` (any loopback
+/// address); the whole response, or `None` if the relay closed or did not answer in 2 s.
+async fn get_from(source: &str, port: u16, path: &str) -> Option<String> {
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket
+        .bind(format!("{source}:0").parse().unwrap())
+        .unwrap_or_else(|e| panic!("bind {source}: {e}"));
+    tokio::time::timeout(Duration::from_secs(2), async {
+        let mut tcp = socket.connect(([127, 0, 0, 1], port).into()).await.ok()?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        tcp.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        tcp.read_to_end(&mut buf).await.ok()?;
+        (!buf.is_empty()).then(|| String::from_utf8_lossy(&buf).into_owned())
+    })
+    .await
+    .ok()?
+}
+
+/// With `--max-connections-per-ip`, one address that floods idle sockets is capped at
+/// its share (the rest are closed at once) and a client from another address is served
+/// right away, not after the handshake timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_address_limit_keeps_room_for_other_clients() {
+    const PER_IP: usize = 50;
+    const FLOOD: usize = 500;
+    let relay = Relay::start(&[
+        "--max-connections",
+        "200",
+        "--max-connections-per-ip",
+        &PER_IP.to_string(),
+        "--handshake-timeout",
+        "30",
+    ]);
+    let mut idle = Vec::new();
+    for _ in 0..FLOOD {
+        idle.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", relay.port))
+                .await
+                .unwrap(),
+        );
+    }
+    // All but the address's share are closed at once (not after the 30 s timeout).
+    let started = Instant::now();
+    let mut open = vec![true; FLOOD];
+    loop {
+        for (tcp, open) in idle.iter_mut().zip(open.iter_mut()).filter(|(_, o)| **o) {
+            let mut b = [0u8; 1];
+            if let Ok(Ok(0) | Err(_)) =
+                tokio::time::timeout(Duration::from_millis(1), tcp.read(&mut b)).await
+            {
+                *open = false;
+            }
+        }
+        let still = open.iter().filter(|o| **o).count();
+        if still <= PER_IP {
+            assert_eq!(still, PER_IP, "the address's own share stays open");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{still} of {FLOOD} idle connections still open (limit {PER_IP} per address)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The flooding address gets no more; another address is served at once.
+    assert_eq!(get_from("127.0.0.1", relay.port, "/healthz").await, None);
+    let other = get_from("127.0.0.2", relay.port, "/healthz").await;
+    assert!(
+        other
+            .as_deref()
+            .is_some_and(|r| r.starts_with("HTTP/1.1 200")),
+        "{other:?}"
+    );
+    let metrics = get_from("127.0.0.2", relay.port, "/metrics").await.unwrap();
+    let refused: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("vswa_rejected_total{reason=\"max_connections_per_ip\"} "))
+        .expect("refusals counted in /metrics")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(refused >= (FLOOD - PER_IP) as f64, "{refused}");
+    // Closing the idle sockets frees the address's share.
+    drop(idle);
+    let started = Instant::now();
+    while get_from("127.0.0.1", relay.port, "/healthz")
+        .await
+        .is_none()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "127.0.0.1 still refused"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A recording of `n` small frames, 33 ms apart.
 fn recording(n: u64) -> Vec<u8> {
     let mut w = vswa_protocol::recording::RecordingWriter::new(Vec::new()).unwrap();

@@ -5,6 +5,7 @@
 //! and embedders run the same code (tests bind `127.0.0.1:0`).
 
 mod auth;
+mod limits;
 mod routes;
 mod session;
 
@@ -18,7 +19,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
@@ -56,6 +57,9 @@ pub struct RelayConfig {
     pub end_grace: Duration,
     /// Most TCP connections at once (pages, WebSockets and MJPEG together).
     pub max_connections: usize,
+    /// Most TCP connections at once from one client address (0: no such limit). Set it
+    /// on a relay that faces the internet, so one client cannot fill `max_connections`.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for RelayConfig {
@@ -72,6 +76,7 @@ impl Default for RelayConfig {
             stall_timeout: Duration::from_secs(10),
             end_grace: Duration::from_secs(60),
             max_connections: 10_000,
+            max_connections_per_ip: 0,
         }
     }
 }
@@ -186,7 +191,10 @@ impl Relay {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), RelayError> {
         let router = routes::router(self.state.clone());
-        let limit = Arc::new(Semaphore::new(self.state.config.max_connections));
+        let limits = limits::ConnectionLimits::new(
+            self.state.config.max_connections,
+            self.state.config.max_connections_per_ip,
+        );
         let connections = TaskTracker::new();
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         if let Ok(addr) = listener.local_addr() {
@@ -206,11 +214,14 @@ impl Relay {
                 },
                 () = &mut shutdown => break,
             };
-            let Ok(permit) = limit.clone().try_acquire_owned() else {
-                metrics::counter!("vswa_rejected_total", "reason" => "max_connections")
-                    .increment(1);
-                tracing::debug!(%peer, "connection limit reached; closing");
-                continue;
+            let permit = match limits.try_acquire(peer.ip()) {
+                Ok(permit) => permit,
+                Err(refused) => {
+                    metrics::counter!("vswa_rejected_total", "reason" => refused.reason())
+                        .increment(1);
+                    tracing::debug!(%peer, "{} reached; closing", refused.reason());
+                    continue;
+                }
             };
             let _ = tcp.set_nodelay(true);
             let router = router.clone();
@@ -254,13 +265,13 @@ impl Relay {
 pub(crate) struct ConnInfo {
     pub(crate) peer: SocketAddr,
     /// Held by upgraded WebSocket sessions so they keep counting against the limit.
-    pub(crate) permit: Arc<OwnedSemaphorePermit>,
+    pub(crate) permit: Arc<limits::ConnPermit>,
 }
 
 async fn serve_connection<I>(
     io: I,
     peer: SocketAddr,
-    permit: Arc<OwnedSemaphorePermit>,
+    permit: Arc<limits::ConnPermit>,
     router: axum::Router,
     handshake_timeout: Duration,
     mut stop: watch::Receiver<bool>,
