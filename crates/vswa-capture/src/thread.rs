@@ -41,7 +41,8 @@ pub enum RecvTimeoutError {
 /// A source running on a dedicated thread. Dropping it stops the thread, which drops
 /// the source (releasing a camera).
 pub struct CaptureThread {
-    frames: Option<Receiver<CapturedFrame>>,
+    /// Frames with their index among all the source produced (dropped ones included).
+    frames: Option<Receiver<(u64, CapturedFrame)>>,
     stop: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
     end: Arc<Mutex<Option<CaptureEnd>>>,
@@ -78,6 +79,7 @@ impl CaptureThread {
                 .spawn(move || {
                     // Dropped when this closure returns, which wakes the Drop impl.
                     let _exited = exited_tx;
+                    let mut produced = 0u64;
                     let reason = loop {
                         if stop.load(Ordering::Acquire) {
                             break CaptureEnd::Stopped;
@@ -87,6 +89,8 @@ impl CaptureThread {
                             Ok(None) => break CaptureEnd::Finished,
                             Err(e) => break CaptureEnd::Failed(e),
                         };
+                        let frame = (produced, frame);
+                        produced += 1;
                         let sent = if live {
                             match tx.try_send(frame) {
                                 Err(TrySendError::Full(_)) => {
@@ -124,23 +128,26 @@ impl CaptureThread {
     /// The next frame, waiting for it; `None` once the source has stopped and every
     /// frame has been received.
     pub fn recv(&self) -> Option<CapturedFrame> {
-        self.frames.as_ref()?.recv().ok()
+        self.frames.as_ref()?.recv().ok().map(|(_, frame)| frame)
     }
 
     /// The next frame, waiting at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<CapturedFrame, RecvTimeoutError> {
+        self.recv_indexed_timeout(timeout).map(|(_, frame)| frame)
+    }
+
+    /// The next frame and its index among all the frames the source produced, counting
+    /// the ones dropped before it (so the first is 0 and a drop leaves a gap), waiting
+    /// at most `timeout`.
+    pub fn recv_indexed_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<(u64, CapturedFrame), RecvTimeoutError> {
         let frames = self.frames.as_ref().ok_or(RecvTimeoutError::Ended)?;
         frames.recv_timeout(timeout).map_err(|e| match e {
             ChannelTimeout::Timeout => RecvTimeoutError::Timeout,
             ChannelTimeout::Disconnected => RecvTimeoutError::Ended,
         })
-    }
-
-    /// The receiving end of the frame channel, for `select!` with other channels.
-    pub fn receiver(&self) -> &Receiver<CapturedFrame> {
-        self.frames
-            .as_ref()
-            .expect("receiver is only taken on drop")
     }
 
     /// Frames a live source dropped because the channel was full.

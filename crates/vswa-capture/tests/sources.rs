@@ -340,15 +340,20 @@ fn capture_thread_drops_for_live_sources_and_reports_failure() {
         1,
     );
     // Wait for the source to finish before receiving anything: the channel holds one.
-    let mut received = 0;
-    while thread.recv_timeout(Duration::from_secs(10)).is_ok() {
-        received += 1;
-        if received == 1 {
+    let mut indices = Vec::new();
+    while let Ok((index, _)) = thread.recv_indexed_timeout(Duration::from_secs(10)) {
+        indices.push(index);
+        if indices.len() == 1 {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
     assert!(thread.dropped() > 0);
-    assert_eq!(received + thread.dropped(), 200);
+    assert_eq!(indices.len() as u64 + thread.dropped(), 200);
+    // Each frame keeps its place in the source's numbering; drops are gaps.
+    assert_eq!(indices[0], 0);
+    assert!(indices.windows(2).all(|w| w[0] < w[1]), "{indices:?}");
+    let gaps: u64 = indices.windows(2).map(|w| w[1] - w[0] - 1).sum();
+    assert_eq!(gaps + (199 - indices.last().unwrap()), thread.dropped());
     match thread.take_end() {
         Some(CaptureEnd::Failed(e)) => assert!(e.to_string().contains("boom")),
         other => panic!("expected a failure report, got {other:?}"),

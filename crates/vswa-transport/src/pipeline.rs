@@ -285,23 +285,20 @@ fn feed(
     duration: Option<Duration>,
 ) -> Result<(), CaptureError> {
     let started = Instant::now();
-    let mut received = 0u64;
     loop {
         if stop.load(Ordering::Relaxed) || duration.is_some_and(|d| started.elapsed() >= d) {
             break;
         }
-        let captured = match capture.recv_timeout(Duration::from_millis(100)) {
+        let (sequence, captured) = match capture.recv_indexed_timeout(Duration::from_millis(100)) {
             Ok(f) => f,
             Err(vswa_capture::RecvTimeoutError::Timeout) => continue,
             Err(vswa_capture::RecvTimeoutError::Ended) => break,
         };
         // Frames the capture thread dropped still took sequence numbers, so viewers see
         // the gap.
-        let sequence = received + capture.dropped();
         if count.is_some_and(|c| sequence >= c) {
             break;
         }
-        received += 1;
         shared.captured.store(sequence + 1, Ordering::Relaxed);
         shared.dropped.store(capture.dropped(), Ordering::Relaxed);
         let tag = Tag {
