@@ -44,12 +44,15 @@ pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
     }
 }
 
-/// Sends `tracing` output to stderr, filtered by `RUST_LOG` or else `default`.
+/// Sends `tracing` output to stderr, filtered by `RUST_LOG` or else `default`; colours
+/// only when stderr is a terminal (so log files and pipes get plain text).
 pub fn init_tracing(default: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
