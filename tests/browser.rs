@@ -1,23 +1,29 @@
-//! The web pages in real headless Chromium (Debian's `chromium` and `chromium-driver`).
+//! The web pages in real headless browsers: Chromium (Debian's `chromium` and
+//! `chromium-driver`) and Firefox (Debian's `firefox-esr` and `geckodriver`, which is on
+//! crates.io: `cargo install --locked geckodriver`).
 //!
 //! Driver: `fantoccini`, a WebDriver client, talking plain HTTP on loopback to
-//! `chromedriver`. WebDriver is a W3C standard that also works with geckodriver for Firefox,
-//! and fantoccini built without its TLS features pulls in only a small HTTP client, where a
-//! CDP crate (chromiumoxide) brings a large generated protocol and is tied to Chromium.
+//! `chromedriver` or `geckodriver`. WebDriver is a W3C standard, so the same tests drive
+//! both browsers, and fantoccini built without its TLS features pulls in only a small HTTP
+//! client, where a CDP crate (chromiumoxide) brings a large generated protocol and is tied
+//! to Chromium.
 //!
-//! Each test starts its own relay (`target/debug/vswa-relay`, port 0) and its own
-//! chromedriver (a free loopback port) with a fresh profile, is bounded by [`TEST_TIMEOUT`]
-//! and kills its children on drop. The tests take a lock, so one browser runs at a time.
+//! Each test starts its own relay (`target/debug/vswa-relay`, port 0) and its own driver
+//! (a free loopback port) with a fresh profile, is bounded by [`TEST_TIMEOUT`] and kills
+//! its children on drop. The tests take a lock, so one browser runs at a time. Fake
+//! cameras: Chromium's `--use-fake-device-for-media-stream`, Firefox's
+//! `media.navigator.streams.fake`.
 //!
-//! When Chromium or chromedriver is missing the tests print why and pass, unless
+//! When a browser or its driver is missing the tests print why and pass, unless
 //! `VSWA_REQUIRE_BROWSER=1` is set (CI), which turns that into a failure. `VSWA_CHROMIUM`,
-//! `VSWA_CHROMEDRIVER` and `VSWA_RELAY_BIN` override where the programs are looked for.
+//! `VSWA_CHROMEDRIVER`, `VSWA_FIREFOX`, `VSWA_GECKODRIVER` and `VSWA_RELAY_BIN` override
+//! where the programs are looked for.
 //!
-//! The relay is not a dependency of this package (it is a binary crate), so build it first:
-//! `cargo build --workspace && VSWA_REQUIRE_BROWSER=1 cargo test -p vswa --test browser`
-//! (`cargo test --workspace` builds every binary before it runs tests).
+//! The relay is not a dependency of this package (it is a binary crate); a missing binary
+//! is built on first use, and `cargo test --workspace` builds every binary anyway:
+//! `VSWA_REQUIRE_BROWSER=1 cargo test -p vswa --test browser`.
 //!
-//! Screenshots for docs/screenshots/ (ignored test, writes the PNG files):
+//! Screenshots for docs/screenshots/ (ignored test, Chromium, writes the PNG files):
 //! `cargo build --workspace && cargo test -p vswa --test browser -- --ignored screenshots`
 #![cfg(unix)]
 
@@ -44,9 +50,43 @@ static BROWSER_LOCK: Mutex<()> = Mutex::new(());
 // ---------------------------------------------------------------------------------------
 // finding the programs
 
+/// A browser the tests drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Engine {
+    Chromium,
+    Firefox,
+}
+
+impl Engine {
+    fn name(self) -> &'static str {
+        match self {
+            Engine::Chromium => "chromium",
+            Engine::Firefox => "firefox",
+        }
+    }
+
+    fn driver_name(self) -> &'static str {
+        match self {
+            Engine::Chromium => "chromedriver",
+            Engine::Firefox => "geckodriver",
+        }
+    }
+
+    /// How to install the browser and its driver.
+    fn install_hint(self) -> &'static str {
+        match self {
+            Engine::Chromium => "Debian: apt-get install chromium chromium-driver",
+            Engine::Firefox => {
+                "Debian: apt-get install firefox-esr; cargo install --locked geckodriver"
+            }
+        }
+    }
+}
+
 struct Programs {
-    chromium: PathBuf,
-    chromedriver: PathBuf,
+    engine: Engine,
+    browser: PathBuf,
+    driver: PathBuf,
 }
 
 fn find_in_path(names: &[&str]) -> Option<PathBuf> {
@@ -69,47 +109,65 @@ fn from_env_or_path(var: &str, names: &[&str]) -> Option<PathBuf> {
     }
 }
 
-/// The programs the tests need, or `None` (after printing why) when the browser is missing
+/// The programs a test needs, or `None` (after printing why) when the browser is missing
 /// and `VSWA_REQUIRE_BROWSER` is not set.
-fn programs(test: &str) -> Option<Programs> {
-    let chromium = from_env_or_path(
-        "VSWA_CHROMIUM",
-        &["chromium", "chromium-browser", "google-chrome"],
-    );
-    let chromedriver = from_env_or_path("VSWA_CHROMEDRIVER", &["chromedriver"]);
-    let (chromium, chromedriver) = match (chromium, chromedriver) {
-        (Some(c), Some(d)) => (c, d),
-        (c, d) => {
-            let missing = [(c.is_none(), "chromium"), (d.is_none(), "chromedriver")]
-                .iter()
-                .filter(|(m, _)| *m)
-                .map(|(_, n)| *n)
-                .collect::<Vec<_>>()
-                .join(" and ");
+fn programs(test: &str, engine: Engine) -> Option<Programs> {
+    let browser = match engine {
+        Engine::Chromium => from_env_or_path(
+            "VSWA_CHROMIUM",
+            &["chromium", "chromium-browser", "google-chrome"],
+        ),
+        Engine::Firefox => from_env_or_path("VSWA_FIREFOX", &["firefox-esr", "firefox"]),
+    };
+    let driver = match engine {
+        Engine::Chromium => from_env_or_path("VSWA_CHROMEDRIVER", &["chromedriver"]),
+        Engine::Firefox => from_env_or_path("VSWA_GECKODRIVER", &["geckodriver"]).or_else(|| {
+            // `cargo install` puts it here, which is not always on PATH.
+            let home = std::env::var_os("CARGO_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))?;
+            Some(home.join("bin/geckodriver")).filter(|p| p.is_file())
+        }),
+    };
+    match (browser, driver) {
+        (Some(browser), Some(driver)) => Some(Programs {
+            engine,
+            browser,
+            driver,
+        }),
+        (b, d) => {
+            let missing = [
+                (b.is_none(), engine.name()),
+                (d.is_none(), engine.driver_name()),
+            ]
+            .iter()
+            .filter(|(m, _)| *m)
+            .map(|(_, n)| *n)
+            .collect::<Vec<_>>()
+            .join(" and ");
             let required =
                 std::env::var("VSWA_REQUIRE_BROWSER").is_ok_and(|v| !v.is_empty() && v != "0");
             assert!(
                 !required,
-                "{test}: VSWA_REQUIRE_BROWSER is set but {missing} is missing \
-                 (Debian: apt-get install chromium chromium-driver)"
+                "{test}: VSWA_REQUIRE_BROWSER is set but {missing} is missing ({})",
+                engine.install_hint()
             );
-            eprintln!("{test}: skipped, {missing} not found (Debian: apt-get install chromium chromium-driver)");
-            return None;
+            eprintln!(
+                "{test}: skipped, {missing} not found ({})",
+                engine.install_hint()
+            );
+            None
         }
-    };
-    Some(Programs {
-        chromium,
-        chromedriver,
-    })
+    }
 }
 
 /// Runs one browser test: skip check, lock, runtime, overall timeout.
-fn run<F, Fut>(name: &str, body: F)
+fn run<F, Fut>(name: &str, engine: Engine, body: F)
 where
     F: FnOnce(Programs) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
-    let Some(programs) = programs(name) else {
+    let Some(programs) = programs(name, engine) else {
         return;
     };
     let _guard = BROWSER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -197,7 +255,7 @@ enum Viewport {
     Phone(u32, u32),
 }
 
-/// chromedriver plus a WebDriver session with headless Chromium.
+/// A driver (chromedriver or geckodriver) plus a WebDriver session with its headless browser.
 struct Browser {
     client: Option<Client>,
     _driver: Proc,
@@ -210,21 +268,33 @@ fn free_port() -> Result<u16> {
 
 impl Browser {
     async fn start(programs: &Programs, viewport: Viewport, fake_camera: bool) -> Result<Browser> {
-        let dir = TempDir::new("chrome");
+        let engine = programs.engine;
+        let dir = TempDir::new(engine.name());
         let profile = dir.join("profile");
         fs::create_dir_all(&profile)?;
-        // Another process may take the probed port before chromedriver binds it: retry.
-        let mut last_err = anyhow!("chromedriver did not start");
+        // Another process may take the probed port before the driver binds it: retry.
+        let mut last_err = anyhow!("{} did not start", engine.driver_name());
         for attempt in 0..3 {
             let port = free_port()?;
-            let mut cmd = Command::new(&programs.chromedriver);
-            cmd.arg(format!("--port={port}"))
-                .arg("--allowed-ips=127.0.0.1")
-                .arg("--log-level=WARNING");
+            let mut cmd = Command::new(&programs.driver);
+            match engine {
+                Engine::Chromium => {
+                    cmd.arg(format!("--port={port}"))
+                        .arg("--allowed-ips=127.0.0.1")
+                        .arg("--log-level=WARNING");
+                }
+                Engine::Firefox => {
+                    cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                        .args(["--websocket-port", &free_port()?.to_string()])
+                        .args(["--log", "warn"])
+                        // geckodriver makes its profile in TMPDIR: keep it in ours.
+                        .env("TMPDIR", dir.path());
+                }
+            }
             let mut driver = Proc::spawn(
-                "chromedriver",
+                engine.driver_name(),
                 cmd,
-                dir.join(format!("chromedriver-{attempt}.log")),
+                dir.join(format!("{}-{attempt}.log", engine.driver_name())),
             )?;
             let deadline = Instant::now() + Duration::from_secs(10);
             let up = loop {
@@ -238,7 +308,8 @@ impl Browser {
             };
             if !up {
                 last_err = anyhow!(
-                    "chromedriver did not listen on port {port}:\n{}",
+                    "{} did not listen on port {port}:\n{}",
+                    engine.driver_name(),
                     driver.log_text()
                 );
                 continue;
@@ -259,7 +330,7 @@ impl Browser {
         self.client.as_ref().expect("browser session open")
     }
 
-    /// Ends the session politely (chromedriver closes Chromium); the drop kills what is left.
+    /// Ends the session politely (the driver closes the browser); the drop kills what is left.
     async fn close(mut self) {
         if let Some(client) = self.client.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), client.close()).await;
@@ -306,6 +377,56 @@ async fn connect(
     viewport: Viewport,
     fake_camera: bool,
 ) -> Result<Client> {
+    let caps = match programs.engine {
+        Engine::Chromium => chromium_capabilities(programs, profile, viewport, fake_camera),
+        Engine::Firefox => firefox_capabilities(programs, viewport, fake_camera)?,
+    };
+    let client = ClientBuilder::new(HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    // The session is the browser we meant (not, say, a driver that found another one).
+    let agent = client.execute("return navigator.userAgent", vec![]).await?;
+    let want = match programs.engine {
+        Engine::Chromium => "Chrome/",
+        Engine::Firefox => "Firefox/",
+    };
+    ensure!(
+        agent.as_str().is_some_and(|a| a.contains(want)),
+        "{} session reports user agent {agent}",
+        programs.engine.name()
+    );
+    if let Viewport::Desktop(w, h) = viewport {
+        if programs.engine == Engine::Firefox {
+            client.set_window_size(w, h).await?;
+        }
+        // The window size is the outer size; make the page itself (the screenshot) w x h.
+        let inner = client
+            .execute("return [window.innerWidth, window.innerHeight]", vec![])
+            .await?;
+        let dim = |i: usize| {
+            inner[i]
+                .as_u64()
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(0)
+        };
+        let (iw, ih) = (dim(0), dim(1));
+        if iw > 0 && ih > 0 && (iw, ih) != (w, h) {
+            client
+                .set_window_size(w + w.saturating_sub(iw), h + h.saturating_sub(ih))
+                .await?;
+        }
+    }
+    Ok(client)
+}
+
+fn chromium_capabilities(
+    programs: &Programs,
+    profile: &Path,
+    viewport: Viewport,
+    fake_camera: bool,
+) -> serde_json::Map<String, Value> {
     let mut args = vec![
         "--headless".to_string(),
         "--no-sandbox".into(),
@@ -328,7 +449,7 @@ async fn connect(
         args.push("--use-fake-ui-for-media-stream".into());
     }
     let mut chrome = json!({
-        "binary": programs.chromium.to_string_lossy(),
+        "binary": programs.browser.to_string_lossy(),
         "args": args,
     });
     match viewport {
@@ -346,30 +467,47 @@ async fn connect(
     caps.insert("browserName".into(), json!("chrome"));
     caps.insert("goog:chromeOptions".into(), chrome);
     caps.insert("pageLoadStrategy".into(), json!("normal"));
-    let client = ClientBuilder::new(HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .map_err(|e| anyhow!("{e}"))?;
-    if let Viewport::Desktop(w, h) = viewport {
-        // --window-size sets the outer size; make the page itself (the screenshot) w x h.
-        let inner = client
-            .execute("return [window.innerWidth, window.innerHeight]", vec![])
-            .await?;
-        let dim = |i: usize| {
-            inner[i]
-                .as_u64()
-                .and_then(|v| u32::try_from(v).ok())
-                .unwrap_or(0)
-        };
-        let (iw, ih) = (dim(0), dim(1));
-        if iw > 0 && ih > 0 && (iw, ih) != (w, h) {
-            client
-                .set_window_size(w + w.saturating_sub(iw), h + h.saturating_sub(ih))
-                .await?;
-        }
+    caps
+}
+
+fn firefox_capabilities(
+    programs: &Programs,
+    viewport: Viewport,
+    fake_camera: bool,
+) -> Result<serde_json::Map<String, Value>> {
+    ensure!(
+        matches!(viewport, Viewport::Desktop(..)),
+        "phone emulation is Chromium-only"
+    );
+    let mut prefs = json!({
+        // Nothing may leave loopback: no updates, telemetry, safe-browsing or portal checks.
+        "app.update.enabled": false,
+        "app.normandy.enabled": false,
+        "browser.safebrowsing.malware.enabled": false,
+        "browser.safebrowsing.phishing.enabled": false,
+        "browser.shell.checkDefaultBrowser": false,
+        "datareporting.policy.dataSubmissionEnabled": false,
+        "extensions.update.enabled": false,
+        "network.captive-portal-service.enabled": false,
+        "network.connectivity-service.enabled": false,
+        "toolkit.telemetry.enabled": false,
+    });
+    if fake_camera {
+        prefs["media.navigator.streams.fake"] = json!(true);
+        prefs["media.navigator.permission.disabled"] = json!(true);
     }
-    Ok(client)
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), json!("firefox"));
+    caps.insert(
+        "moz:firefoxOptions".into(),
+        json!({
+            "binary": programs.browser.to_string_lossy(),
+            "args": ["-headless"],
+            "prefs": prefs,
+        }),
+    );
+    caps.insert("pageLoadStrategy".into(), json!("normal"));
+    Ok(caps)
 }
 
 fn args_push(chrome: &mut Value, arg: String) {
@@ -436,10 +574,13 @@ const BROADCAST_JS: &str = "return JSON.stringify(window.vswaBroadcast || null)"
 
 /// (a) A page publishes Chromium's fake camera at 640x480; `vswa-recv` (the real binary)
 /// saves at least 30 frames that decode as 640x480 JPEG.
-#[test]
-fn broadcast_fake_camera_reaches_vswa_recv() {
+fn broadcast_fake_camera_reaches_vswa_recv_in(engine: Engine) {
     run(
-        "broadcast_fake_camera_reaches_vswa_recv",
+        &format!(
+            "broadcast_fake_camera_reaches_vswa_recv ({})",
+            engine.name()
+        ),
+        engine,
         |programs| async move {
             const WANT: usize = 30;
             let relay = start_relay(false);
@@ -522,100 +663,136 @@ fn broadcast_fake_camera_reaches_vswa_recv() {
 }
 
 /// (b) `/view/demo` shows moving, non-blank video and reports fps above zero.
-#[test]
-fn viewer_shows_moving_video() {
-    run("viewer_shows_moving_video", |programs| async move {
-        let relay = start_relay(true);
-        let browser = Browser::start(&programs, Viewport::Desktop(1280, 800), false).await?;
-        browser.goto(&relay.http("/view/demo")).await?;
-        browser
-            .wait_for(
-                "5 frames drawn",
-                "return !!window.vswaStats && window.vswaStats.frames >= 5",
-                Duration::from_secs(20),
-                STATS_JS,
-            )
-            .await?;
-        // Hide the statistics overlay so the screenshots show the video alone.
-        browser
-            .eval("document.getElementById('overlay').classList.add('hidden'); return true")
-            .await?;
-        let canvas = browser.client().find(Locator::Id("video")).await?;
-        let first = decode_png(&canvas.screenshot().await?)?;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let second = decode_png(&canvas.screenshot().await?)?;
-        ensure!(
-            (first.width, first.height) == (second.width, second.height) && first.width > 16,
-            "canvas screenshots of {}x{} and {}x{}",
-            first.width,
-            first.height,
-            second.width,
-            second.height
-        );
-        for (name, img) in [("first", &first), ("second", &second)] {
-            let (top, colours) = colour_stats(img);
+fn viewer_shows_moving_video_in(engine: Engine) {
+    run(
+        &format!("viewer_shows_moving_video ({})", engine.name()),
+        engine,
+        |programs| async move {
+            let relay = start_relay(true);
+            let browser = Browser::start(&programs, Viewport::Desktop(1280, 800), false).await?;
+            browser.goto(&relay.http("/view/demo")).await?;
+            browser
+                .wait_for(
+                    "5 frames drawn",
+                    "return !!window.vswaStats && window.vswaStats.frames >= 5",
+                    Duration::from_secs(20),
+                    STATS_JS,
+                )
+                .await?;
+            // Hide the statistics overlay so the screenshots show the video alone.
+            browser
+                .eval("document.getElementById('overlay').classList.add('hidden'); return true")
+                .await?;
+            let canvas = browser.client().find(Locator::Id("video")).await?;
+            let first = decode_png(&canvas.screenshot().await?)?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let second = decode_png(&canvas.screenshot().await?)?;
             ensure!(
-                top < 0.95 && colours >= 16,
-                "{name} screenshot looks blank: {:.1}% of it one colour, {colours} colours",
-                top * 100.0
+                (first.width, first.height) == (second.width, second.height) && first.width > 16,
+                "canvas screenshots of {}x{} and {}x{}",
+                first.width,
+                first.height,
+                second.width,
+                second.height
             );
-        }
-        let changed = differing_pixels(&first, &second);
-        ensure!(
-            changed >= 100,
-            "the video did not move: {changed} pixels changed in 1 s"
-        );
-        let stats: Value =
-            serde_json::from_str(browser.eval(STATS_JS).await?.as_str().unwrap_or("null"))?;
-        let fps = stats["fps"].as_f64().unwrap_or(0.0);
-        ensure!(fps > 0.0, "vswaStats.fps is {fps}: {stats}");
-        ensure!(
-            stats["width"].as_u64().unwrap_or(0) > 0,
-            "no resolution in {stats}"
-        );
-        // The overlay (shown again) tells the same.
-        let overlay = browser
+            for (name, img) in [("first", &first), ("second", &second)] {
+                let (top, colours) = colour_stats(img);
+                ensure!(
+                    top < 0.95 && colours >= 16,
+                    "{name} screenshot looks blank: {:.1}% of it one colour, {colours} colours",
+                    top * 100.0
+                );
+            }
+            let changed = differing_pixels(&first, &second);
+            ensure!(
+                changed >= 100,
+                "the video did not move: {changed} pixels changed in 1 s"
+            );
+            let stats: Value =
+                serde_json::from_str(browser.eval(STATS_JS).await?.as_str().unwrap_or("null"))?;
+            let fps = stats["fps"].as_f64().unwrap_or(0.0);
+            ensure!(fps > 0.0, "vswaStats.fps is {fps}: {stats}");
+            ensure!(
+                stats["width"].as_u64().unwrap_or(0) > 0,
+                "no resolution in {stats}"
+            );
+            // The overlay (shown again) tells the same.
+            let overlay = browser
             .eval("const o = document.getElementById('overlay'); o.classList.remove('hidden'); return o.textContent")
             .await?;
-        ensure!(
-            overlay.as_str().is_some_and(|t| t.contains(" fps")),
-            "overlay text: {overlay}"
-        );
-        eprintln!("{changed} pixels changed in 1 s; stats {stats}");
-        browser.close().await;
-        Ok(())
-    });
+            ensure!(
+                overlay.as_str().is_some_and(|t| t.contains(" fps")),
+                "overlay text: {overlay}"
+            );
+            eprintln!("{changed} pixels changed in 1 s; stats {stats}");
+            browser.close().await;
+            Ok(())
+        },
+    );
 }
 
 /// (c) `/` lists the live `demo` stream.
+fn index_lists_live_stream_in(engine: Engine) {
+    run(
+        &format!("index_lists_live_stream ({})", engine.name()),
+        engine,
+        |programs| async move {
+            let relay = start_relay(true);
+            let browser = Browser::start(&programs, Viewport::Desktop(1280, 800), false).await?;
+            browser.goto(&relay.http("/")).await?;
+            let item = browser
+                .client()
+                .wait()
+                .at_most(Duration::from_secs(15))
+                .for_element(Locator::Css("#streams li.stream[data-name=demo]"))
+                .await
+                .context("li.stream[data-name=demo] did not appear in #streams")?;
+            let text = item.text().await?;
+            ensure!(text.contains("demo"), "stream entry text: {text:?}");
+            let watch = browser
+                .eval(
+                    "return [...document.querySelectorAll('#streams li.stream[data-name=demo] a')]\
+                 .some((a) => new URL(a.href).pathname === '/view/demo')",
+                )
+                .await?;
+            ensure!(
+                watch == Value::Bool(true),
+                "no link to /view/demo in the entry: {text:?}"
+            );
+            browser.close().await;
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn broadcast_fake_camera_reaches_vswa_recv() {
+    broadcast_fake_camera_reaches_vswa_recv_in(Engine::Chromium);
+}
+
+#[test]
+fn firefox_broadcast_fake_camera_reaches_vswa_recv() {
+    broadcast_fake_camera_reaches_vswa_recv_in(Engine::Firefox);
+}
+
+#[test]
+fn viewer_shows_moving_video() {
+    viewer_shows_moving_video_in(Engine::Chromium);
+}
+
+#[test]
+fn firefox_viewer_shows_moving_video() {
+    viewer_shows_moving_video_in(Engine::Firefox);
+}
+
 #[test]
 fn index_lists_live_stream() {
-    run("index_lists_live_stream", |programs| async move {
-        let relay = start_relay(true);
-        let browser = Browser::start(&programs, Viewport::Desktop(1280, 800), false).await?;
-        browser.goto(&relay.http("/")).await?;
-        let item = browser
-            .client()
-            .wait()
-            .at_most(Duration::from_secs(15))
-            .for_element(Locator::Css("#streams li.stream[data-name=demo]"))
-            .await
-            .context("li.stream[data-name=demo] did not appear in #streams")?;
-        let text = item.text().await?;
-        ensure!(text.contains("demo"), "stream entry text: {text:?}");
-        let watch = browser
-            .eval(
-                "return [...document.querySelectorAll('#streams li.stream[data-name=demo] a')]\
-                 .some((a) => new URL(a.href).pathname === '/view/demo')",
-            )
-            .await?;
-        ensure!(
-            watch == Value::Bool(true),
-            "no link to /view/demo in the entry: {text:?}"
-        );
-        browser.close().await;
-        Ok(())
-    });
+    index_lists_live_stream_in(Engine::Chromium);
+}
+
+#[test]
+fn firefox_index_lists_live_stream() {
+    index_lists_live_stream_in(Engine::Firefox);
 }
 
 /// Writes docs/screenshots/{index,view,broadcast}-{1280x800,390x844}.png.
@@ -623,7 +800,7 @@ fn index_lists_live_stream() {
 #[test]
 #[ignore = "writes docs/screenshots/*.png; run by hand"]
 fn screenshots() {
-    run("screenshots", |programs| async move {
+    run("screenshots", Engine::Chromium, |programs| async move {
         let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
         fs::create_dir_all(&out)?;
         let relay = start_relay(true);
