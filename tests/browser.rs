@@ -19,9 +19,9 @@
 //! `VSWA_CHROMEDRIVER`, `VSWA_FIREFOX`, `VSWA_GECKODRIVER` and `VSWA_RELAY_BIN` override
 //! where the programs are looked for.
 //!
-//! The relay is not a dependency of this package (it is a binary crate); a missing binary
-//! is built on first use, and `cargo test --workspace` builds every binary anyway:
-//! `VSWA_REQUIRE_BROWSER=1 cargo test -p vswa --test browser`.
+//! The relay is not a dependency of this package (it is a binary crate), so build it first:
+//! `cargo build --workspace && VSWA_REQUIRE_BROWSER=1 cargo test -p vswa --test browser`
+//! (`cargo test --workspace` builds every binary before it runs tests).
 //!
 //! Screenshots for docs/screenshots/ (ignored test, Chromium, writes the PNG files):
 //! `cargo build --workspace && cargo test -p vswa --test browser -- --ignored screenshots`
@@ -480,7 +480,8 @@ fn firefox_capabilities(
         "phone emulation is Chromium-only"
     );
     let mut prefs = json!({
-        // Nothing may leave loopback: no updates, telemetry, safe-browsing or portal checks.
+        // Keep the browser quiet off loopback: no updates, telemetry, safe-browsing or
+        // portal checks (geckodriver's own defaults switch off most of the rest).
         "app.update.enabled": false,
         "app.normandy.enabled": false,
         "browser.safebrowsing.malware.enabled": false,

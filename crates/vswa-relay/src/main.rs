@@ -83,8 +83,9 @@ struct Args {
     #[arg(long, default_value_t = 10_000)]
     max_connections: usize,
 
-    /// Most open TCP connections from one client address (0: no limit). Set this on a
-    /// relay that faces the internet, so one client cannot use up --max-connections.
+    /// Most open TCP connections from one client address (0: no limit; IPv6 clients
+    /// count per /64 network). Set this on a relay that faces the internet, so one
+    /// client cannot use up --max-connections.
     #[arg(long, value_name = "N", default_value_t = 0)]
     max_connections_per_ip: usize,
 

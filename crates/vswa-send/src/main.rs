@@ -63,11 +63,13 @@ struct Args {
     /// Milliseconds of video a live source (test pattern, camera) may queue, before
     /// encoding and again before the network, when the machine or the network briefly
     /// falls behind; beyond that frames are dropped and counted. More rides out longer
-    /// hiccups; less keeps latency lower when the network stays too slow.
+    /// hiccups; less keeps latency lower when the network stays too slow. Each queue
+    /// holds at least 2 and at most 30 frames, whatever the rate.
     #[arg(long, value_name = "MS", default_value_t = DEFAULT_BACKLOG.as_millis() as u64, value_parser = clap::value_parser!(u64).range(0..=5000))]
     backlog: u64,
 
-    /// Stop after this many frames.
+    /// Stop after this many frames (frames a live source dropped count too, so
+    /// sequence numbers end at N-1).
     #[arg(long, conflicts_with = "duration")]
     count: Option<u64>,
 
@@ -211,7 +213,7 @@ fn main() -> ExitCode {
             eprintln!("vswa-send: done: {}", status_line(&summary).trim_start());
             if summary.dropped() > 0 {
                 eprintln!(
-                    "vswa-send: dropped {} before encoding (encoder or network behind), {} at the network queue",
+                    "vswa-send: dropped {} before encoding (capture outran the encoder), {} at the network queue",
                     summary.pipeline.dropped, summary.publisher.dropped
                 );
             }

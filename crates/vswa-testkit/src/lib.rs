@@ -13,11 +13,12 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The path of workspace binary `name`, built with `cargo build -p NAME --bin NAME` if it
-/// is missing. Binaries live next to the test executable's `deps/` directory
-/// (`target/debug/`); `VSWA_<NAME>_BIN` (e.g. `VSWA_RELAY_BIN`) overrides the location.
+/// The path of workspace binary `name`. Binaries live next to the test executable's
+/// `deps/` directory (`target/debug/`); `VSWA_<NAME>_BIN` (e.g. `VSWA_RELAY_BIN`)
+/// overrides the location. Panics with a clear message when it is missing: a nested
+/// `cargo build` from inside `cargo test` would wait for cargo's build lock forever, and
+/// `cargo test --workspace` builds every binary first anyway.
 pub fn bin(name: &str) -> PathBuf {
-    static BUILD: Mutex<()> = Mutex::new(());
     let var = format!(
         "VSWA_{}_BIN",
         name.trim_start_matches("vswa-")
@@ -34,19 +35,12 @@ pub fn bin(name: &str) -> PathBuf {
         .and_then(Path::parent)
         .expect("the test executable is in a target directory");
     let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    if !path.exists() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", name, "--bin", name])
-            .status();
-        assert!(
-            matches!(status, Ok(s) if s.success()) && path.exists(),
-            "{name} is missing at {} and `cargo build -p {name}` failed; build it first \
-             (`cargo test --workspace` builds every binary)",
-            path.display()
-        );
-    }
+    assert!(
+        path.is_file(),
+        "{} is missing: build it first (`cargo build --workspace`, or run the tests with \
+         `cargo test --workspace`, which builds every binary), or set {var}",
+        path.display()
+    );
     path
 }
 
@@ -259,8 +253,9 @@ pub fn assert_no_panic(stderr: &str) {
     );
 }
 
-/// Runs `cmd` to completion within `limit`, capturing stdout and stderr (stdin is
-/// `/dev/null` unless the command set it); kills it and panics on timeout.
+/// Runs `cmd` to completion within `limit`, capturing stdout and stderr (stdin is left
+/// as the command set it: inherited unless the caller chose otherwise); kills it and
+/// panics on timeout.
 pub fn run_with_limit(cmd: &mut Command, limit: Duration) -> Finished {
     let mut child = cmd
         .stdout(Stdio::piped())

@@ -45,9 +45,11 @@ pub struct PipelineConfig {
     pub backlog: usize,
 }
 
-/// The default time budget for queues between a live source and the network: enough
-/// to ride out a scheduling hiccup of a loaded machine without losing frames, small
-/// enough that sustained congestion does not build up noticeable latency.
+/// The default time budget for each queue between a live source and the network (the
+/// capture channel and the publisher's queue; the encoder pool holds a few frames per
+/// thread on top): enough to ride out a scheduling hiccup of a loaded machine without
+/// losing frames, small enough that sustained congestion does not build up noticeable
+/// latency.
 pub const DEFAULT_BACKLOG: Duration = Duration::from_millis(200);
 
 /// How many frames at `fps` fit in `budget`, clamped to 2..=30 (a source without a
@@ -488,5 +490,54 @@ mod tests {
         assert_eq!(frames_for(ms(200), Some(1.0)), 2);
         assert_eq!(frames_for(ms(5000), Some(120.0)), 30, "never more than 30");
         assert_eq!(frames_for(ms(200), Some(f64::NAN)), 6);
+    }
+
+    /// A live source whose consumer stalls drops frames at capture (gaps in the sequence,
+    /// counted), keeps the order, and `finish` returns promptly although the feeder is
+    /// then blocked on a full encoder pool.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_consumer_makes_a_live_source_drop_in_order() {
+        let source = OpenedSource::open(PipelineConfig {
+            spec: SourceSpec::Test,
+            source: SourceConfig {
+                width: 64,
+                height: 48,
+                fps: Some(200.0),
+                loop_replay: false,
+            },
+            encode: EncodeOptions::default(),
+            encode_threads: 1,
+            count: None,
+            duration: None,
+            backlog: 2,
+        })
+        .unwrap();
+        assert!(source.is_live());
+        let mut pipeline = source.start();
+        async fn next(pipeline: &mut Pipeline) -> u64 {
+            tokio::time::timeout(Duration::from_secs(10), pipeline.next())
+                .await
+                .expect("a frame within 10 s")
+                .expect("the pipeline is running")
+                .header()
+                .sequence
+        }
+        let mut seqs = Vec::new();
+        for _ in 0..5 {
+            seqs.push(next(&mut pipeline).await);
+        }
+        // The consumer stalls for 100 frame intervals; the queues hold about 8.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for _ in 0..20 {
+            seqs.push(next(&mut pipeline).await);
+        }
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+        let gaps: u64 = seqs.windows(2).map(|w| w[1] - w[0] - 1).sum();
+        assert!(gaps > 0, "nothing dropped during the stall: {seqs:?}");
+        assert!(pipeline.stats().dropped >= gaps);
+        tokio::time::timeout(Duration::from_secs(5), pipeline.finish())
+            .await
+            .expect("finish within 5 s")
+            .unwrap();
     }
 }

@@ -3,7 +3,7 @@
 //! else out until the handshake timeout sheds them.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -58,8 +58,7 @@ impl ConnectionLimits {
 
     /// Takes a share for a connection from `ip`, or says which limit is reached.
     pub(crate) fn try_acquire(&self, ip: IpAddr) -> Result<ConnPermit, Refused> {
-        // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
-        let ip = ip.to_canonical();
+        let ip = client_key(ip);
         let counted = if self.per_ip > 0 {
             let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
             let n = open.entry(ip).or_insert(0);
@@ -83,6 +82,19 @@ impl ConnectionLimits {
                 Err(Refused::Total)
             }
         }
+    }
+}
+
+/// The address a client is counted under: IPv4 addresses as they are (also when a
+/// dual-stack socket shows them as `::ffff:a.b.c.d`), IPv6 addresses by their /64
+/// network, since one client usually holds a whole /64.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
     }
 }
 
@@ -146,6 +158,18 @@ mod tests {
         drop(a);
         let _c = limits.try_acquire(ip("10.0.0.3")).unwrap();
         assert_eq!(limits.open.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn ipv6_clients_count_per_64_network() {
+        let limits = ConnectionLimits::new(10, 1);
+        let _a = limits.try_acquire(ip("2001:db8:1:2::1")).unwrap();
+        assert_eq!(
+            limits.try_acquire(ip("2001:db8:1:2:ffff::9")).unwrap_err(),
+            Refused::PerIp,
+            "same /64"
+        );
+        let _b = limits.try_acquire(ip("2001:db8:1:3::1")).unwrap();
     }
 
     #[test]

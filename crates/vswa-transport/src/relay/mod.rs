@@ -57,8 +57,9 @@ pub struct RelayConfig {
     pub end_grace: Duration,
     /// Most TCP connections at once (pages, WebSockets and MJPEG together).
     pub max_connections: usize,
-    /// Most TCP connections at once from one client address (0: no such limit). Set it
-    /// on a relay that faces the internet, so one client cannot fill `max_connections`.
+    /// Most TCP connections at once from one client address, IPv6 clients counted per
+    /// /64 network (0: no such limit). Set it on a relay that faces the internet, so one
+    /// client cannot fill `max_connections`.
     pub max_connections_per_ip: usize,
 }
 
