@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use vswa::protocol::{Frame, FrameHeader, StreamName};
-use vswa::transport::hub::{Hub, HubConfig, Item, ViewerKind};
+use vswa::relay::hub::{Hub, HubConfig, Item, ViewerKind};
 
 fn fanout(c: &mut Criterion) {
     let mut group = c.benchmark_group("hub_fanout_25kB");

@@ -4,13 +4,9 @@
 //! relay is the same library code `vswa-relay` runs; `feed_hub` publishes a capture
 //! pipeline straight into its hub, with no WebSocket in between. Ctrl-C stops both.
 
-use vswa::capture::{SourceConfig, SourceSpec};
-use vswa::codec::EncodeOptions;
 use vswa::protocol::StreamName;
-use vswa::transport::pipeline::{
-    feed_hub, frames_for, OpenedSource, PipelineConfig, DEFAULT_BACKLOG,
-};
-use vswa::transport::relay::{Relay, RelayConfig};
+use vswa::relay::demo::{feed_hub, DemoConfig};
+use vswa::relay::{Relay, RelayConfig, Shutdown};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -18,35 +14,28 @@ async fn main() -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let relay = Relay::new(RelayConfig::default())?;
 
-    let source = OpenedSource::open(PipelineConfig {
-        spec: SourceSpec::Test,
-        source: SourceConfig {
-            width: 320,
-            height: 240,
-            fps: Some(15.0),
-            loop_replay: false,
-        },
-        encode: EncodeOptions::default(),
-        encode_threads: 1,
-        count: None,
-        duration: None,
-        backlog: frames_for(DEFAULT_BACKLOG, Some(15.0)),
-    })?;
+    // One trigger stops the relay and, after it, the feed.
+    let shutdown = Shutdown::new();
+    let source = DemoConfig {
+        width: 320,
+        height: 240,
+        fps: 15.0,
+    }
+    .open()?;
     let feed = tokio::spawn(feed_hub(
         relay.hub().clone(),
         StreamName::new("demo")?,
         source,
-        async {
-            let _ = tokio::signal::ctrl_c().await;
-        },
+        shutdown.wait(),
     ));
+    let serving = relay.serve(listener, shutdown.wait());
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        shutdown.trigger();
+    });
 
     println!("watch: http://{addr}/view/demo   (Ctrl-C to stop)");
-    relay
-        .serve(listener, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    serving.await?;
     feed.await??;
     Ok(())
 }

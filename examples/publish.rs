@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
+use vswa::capture::now_us;
+use vswa::client::{Publisher, PublisherConfig};
 use vswa::codec::{encode, EncodeOptions, Image, PixelFormat};
 use vswa::protocol::{Frame, FrameHeader};
-use vswa::transport::now_us;
-use vswa::transport::publisher::{Publisher, PublisherConfig};
 
 const WIDTH: u16 = 320;
 const HEIGHT: u16 = 240;

@@ -3,7 +3,7 @@
 //!
 //! `cargo run --example watch -- ws://127.0.0.1:8080/ws/watch/demo [FRAMES]`
 
-use vswa::transport::subscriber::{Subscriber, SubscriberConfig, SubscriberEvent};
+use vswa::client::{Subscriber, SubscriberConfig, SubscriberEvent};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

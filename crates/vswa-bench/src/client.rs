@@ -3,6 +3,7 @@
 //! header of each binary message, and masked client frames for the publisher.
 
 use std::net::SocketAddr;
+use vswa_protocol::websocket as ws;
 
 use anyhow::{bail, Context as _};
 use base64::Engine as _;
@@ -84,7 +85,7 @@ pub async fn connect(
     if !status.starts_with("HTTP/1.1 101") {
         bail!("upgrade refused: {status}");
     }
-    let want = vswa_transport::ws::accept_key(key.as_bytes());
+    let want = ws::accept_key(key.as_bytes());
     let accepted = head.lines().any(|l| {
         l.split_once(':').is_some_and(|(k, v)| {
             k.trim().eq_ignore_ascii_case("sec-websocket-accept") && v.trim() == want
@@ -94,22 +95,6 @@ pub async fn connect(
         bail!("upgrade response has a wrong or missing Sec-WebSocket-Accept");
     }
     Ok((stream, buf[end..].to_vec()))
-}
-
-/// Appends the header of a final, masked client frame. The mask key is zero, so the
-/// payload goes out as is (valid RFC 6455; the key only has to be present).
-pub fn put_client_header(dst: &mut Vec<u8>, opcode: u8, len: usize) {
-    dst.push(0x80 | opcode);
-    if len < 126 {
-        dst.push(0x80 | len as u8);
-    } else if len <= usize::from(u16::MAX) {
-        dst.push(0x80 | 126);
-        dst.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        dst.push(0x80 | 127);
-        dst.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    dst.extend_from_slice(&[0, 0, 0, 0]);
 }
 
 /// What the scanner found in the server's byte stream.
@@ -166,15 +151,6 @@ impl Default for FrameScanner {
     }
 }
 
-fn header_len(hdr: &[u8]) -> usize {
-    let mask = if hdr[1] & 0x80 != 0 { 4 } else { 0 };
-    mask + match hdr[1] & 0x7f {
-        126 => 4,
-        127 => 10,
-        _ => 2,
-    }
-}
-
 impl FrameScanner {
     /// Feeds bytes read from the socket; `on` sees every complete message.
     pub fn feed(&mut self, mut data: &[u8], mut on: impl FnMut(Event<'_>)) {
@@ -184,13 +160,13 @@ impl FrameScanner {
                     let need = if self.hdr_len < 2 {
                         2
                     } else {
-                        header_len(&self.hdr)
+                        ws::header_len(self.hdr[1])
                     };
                     let take = (need - self.hdr_len).min(data.len());
                     self.hdr[self.hdr_len..self.hdr_len + take].copy_from_slice(&data[..take]);
                     self.hdr_len += take;
                     data = &data[take..];
-                    if self.hdr_len < 2 || self.hdr_len < header_len(&self.hdr) {
+                    if self.hdr_len < 2 || self.hdr_len < ws::header_len(self.hdr[1]) {
                         continue;
                     }
                     let opcode = self.hdr[0] & 0x0f;
@@ -275,12 +251,12 @@ mod tests {
     fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
         let mut b = bytes::BytesMut::new();
         let op = match opcode {
-            0x1 => vswa_transport::ws::Opcode::Text,
-            0x2 => vswa_transport::ws::Opcode::Binary,
-            0x8 => vswa_transport::ws::Opcode::Close,
-            _ => vswa_transport::ws::Opcode::Ping,
+            0x1 => ws::Opcode::Text,
+            0x2 => ws::Opcode::Binary,
+            0x8 => ws::Opcode::Close,
+            _ => ws::Opcode::Ping,
         };
-        vswa_transport::ws::put_header(&mut b, op, payload.len());
+        ws::put_header(&mut b, op, payload.len());
         b.extend_from_slice(payload);
         b.to_vec()
     }
@@ -325,7 +301,7 @@ mod tests {
     #[test]
     fn client_header_is_masked_with_zero_key() {
         let mut h = Vec::new();
-        put_client_header(&mut h, 0x2, 70_000);
+        ws::put_client_header(&mut h, 0x2, 70_000);
         assert_eq!(h[..2], [0x82, 0xff]);
         assert_eq!(h.len(), 14);
         assert_eq!(h[10..], [0, 0, 0, 0]);

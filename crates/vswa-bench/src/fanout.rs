@@ -13,8 +13,8 @@ use anyhow::{bail, Context as _};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{watch, Semaphore};
+use vswa_protocol::websocket as ws;
 use vswa_protocol::{FrameHeader, HEADER_LEN};
-use vswa_transport::now_us;
 
 use crate::client::{self, Event, FrameScanner, Target};
 use crate::hist::Histogram;
@@ -278,7 +278,7 @@ async fn publish(
                     scanner.feed(&buf[..k], |e| {
                         if let Event::Ping(p) = e {
                             let mut f = Vec::with_capacity(p.len() + 6);
-                            client::put_client_header(&mut f, 0xA, p.len());
+                            ws::put_client_header(&mut f, 0xA, p.len() as u64);
                             f.extend_from_slice(p);
                             pong = Some(f);
                         }
@@ -292,7 +292,7 @@ async fn publish(
     });
     let b = cfg.frame_bytes;
     let mut msg = Vec::with_capacity(b + HEADER_LEN + 14);
-    client::put_client_header(&mut msg, 0x2, HEADER_LEN + b);
+    ws::put_client_header(&mut msg, 0x2, (HEADER_LEN + b) as u64);
     let at = msg.len();
     msg.resize(at + HEADER_LEN + b, 0x55);
     let payload = at + HEADER_LEN;
@@ -327,7 +327,7 @@ async fn publish(
             wr.write_all(&pong).await?;
         }
         header.sequence = seq;
-        header.timestamp_us = now_us();
+        header.timestamp_us = vswa_protocol::timestamp_us(std::time::SystemTime::now());
         msg[at..at + HEADER_LEN].copy_from_slice(&header.to_bytes());
         match tokio::time::timeout(write_limit, wr.write_all(&msg)).await {
             Ok(Ok(())) => {}
@@ -409,7 +409,10 @@ impl ViewerTask {
                     } => {
                         if sequence >= from && sequence <= to {
                             out.frames += 1;
-                            out.hist.record(now_us().saturating_sub(timestamp_us));
+                            out.hist.record(
+                                vswa_protocol::timestamp_us(std::time::SystemTime::now())
+                                    .saturating_sub(timestamp_us),
+                            );
                             if let Some(l) = last.filter(|l| *l >= from) {
                                 if sequence > l + 1 {
                                     out.gaps += sequence - l - 1;
@@ -421,7 +424,7 @@ impl ViewerTask {
                     }
                     Event::Ping(p) => {
                         pong.clear();
-                        client::put_client_header(&mut pong, 0xA, p.len());
+                        ws::put_client_header(&mut pong, 0xA, p.len() as u64);
                         pong.extend_from_slice(p);
                     }
                     Event::Close => closed = true,

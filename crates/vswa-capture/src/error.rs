@@ -45,6 +45,12 @@ pub enum CaptureError {
         /// What is wrong with it.
         source: RecordingError,
     },
+    /// A thread of the capture pipeline panicked (a bug; the message names the thread).
+    #[error("the {thread} thread panicked")]
+    Panicked {
+        /// Which thread.
+        thread: String,
+    },
     /// A JPEG in an MJPEG stream grew past the size limit without ending; its bytes
     /// were discarded and splitting resumes at the next start-of-image marker.
     #[error("JPEG at stream offset {offset} exceeds the {max}-byte frame limit; skipped")]

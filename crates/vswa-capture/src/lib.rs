@@ -12,8 +12,9 @@
 //! | `replay:FILE` | [`ReplaySource`]: the frames of a VSWA recording, at their recorded pace |
 //!
 //! Sources block until their next frame is due; [`CaptureThread`] runs one on its own
-//! thread behind a bounded channel. Encoding is left to `vswa-codec` and sending to
-//! `vswa-transport`.
+//! thread behind a bounded channel. The [`pipeline`] puts capture and `vswa-codec`'s
+//! encoder pool together (capture -> encode -> frames in order), for `vswa-send` and the
+//! relay's demo stream alike; sending is left to `vswa-client`.
 //!
 //! ```
 //! use vswa_capture::{open, FrameContent, SourceConfig, SourceSpec};
@@ -33,6 +34,7 @@ mod error;
 mod font;
 mod mjpeg;
 mod pacing;
+pub mod pipeline;
 mod replay;
 mod resilient;
 mod test_pattern;
@@ -48,6 +50,9 @@ use bytes::Bytes;
 pub use camera::CameraSource;
 pub use error::CaptureError;
 pub use mjpeg::{MjpegSource, MjpegSplitter, DEFAULT_MAX_JPEG_LEN};
+pub use pipeline::{
+    frames_for, OpenedSource, Pipeline, PipelineConfig, PipelineStats, DEFAULT_BACKLOG,
+};
 pub use replay::ReplaySource;
 pub use resilient::Resilient;
 pub use test_pattern::{placeholder_image, TestPattern};
@@ -55,9 +60,7 @@ pub use thread::{CaptureEnd, CaptureThread, RecvTimeoutError};
 
 /// Wall-clock time in microseconds since the UNIX epoch (0 if the clock is before 1970).
 pub fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
+    vswa_protocol::timestamp_us(std::time::SystemTime::now())
 }
 
 /// What a source captured.

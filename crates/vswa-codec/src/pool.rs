@@ -33,8 +33,10 @@ pub struct Encoded<T> {
     pub height: u32,
     /// The caller's tag, as submitted (typically a sequence number and timestamp).
     pub tag: T,
-    /// Time the worker spent encoding this frame.
+    /// Time the worker spent encoding this frame (zero for a pass-through).
     pub encode_time: Duration,
+    /// The frame came in already encoded ([`EncoderPool::submit_encoded`]).
+    pub passthrough: bool,
 }
 
 /// [`EncoderPool::submit`] after [`EncoderPool::close`].
@@ -66,8 +68,18 @@ pub enum RecvTimeoutError {
 
 struct Job<T> {
     seq: u64,
-    image: Image,
+    input: Input,
     tag: T,
+}
+
+/// What a job carries: pixels to encode, or a finished JPEG that only keeps its place.
+enum Input {
+    Image(Image),
+    Encoded {
+        jpeg: Bytes,
+        width: u32,
+        height: u32,
+    },
 }
 
 struct Done<T> {
@@ -150,7 +162,32 @@ impl<T: Send + 'static> EncoderPool<T> {
     /// after about `5 * threads` frames: receive on another thread, or use
     /// [`try_submit`](EncoderPool::try_submit).
     pub fn submit(&self, image: Image, tag: T) -> Result<(), PoolClosed> {
-        let mut job = Job { seq: 0, image, tag };
+        self.submit_input(Input::Image(image), tag)
+    }
+
+    /// Queues an already encoded JPEG, blocking while the queue is full. It comes out of
+    /// [`recv`](EncoderPool::recv) unchanged, in its submission place, so a source
+    /// that mixes ready JPEGs with raw pictures keeps its order without waiting for
+    /// the pool to drain.
+    pub fn submit_encoded(
+        &self,
+        jpeg: Bytes,
+        width: u32,
+        height: u32,
+        tag: T,
+    ) -> Result<(), PoolClosed> {
+        self.submit_input(
+            Input::Encoded {
+                jpeg,
+                width,
+                height,
+            },
+            tag,
+        )
+    }
+
+    fn submit_input(&self, input: Input, tag: T) -> Result<(), PoolClosed> {
+        let mut job = Job { seq: 0, input, tag };
         loop {
             let mut guard = lock(&self.submit);
             let Some((tx, next)) = guard.as_mut() else {
@@ -181,16 +218,27 @@ impl<T: Send + 'static> EncoderPool<T> {
         };
         let job = Job {
             seq: *next,
-            image,
+            input: Input::Image(image),
             tag,
+        };
+        let give_back = |job: Job<T>| match job.input {
+            Input::Image(image) => (image, job.tag),
+            // try_submit only ever queues images.
+            Input::Encoded { .. } => unreachable!("try_submit queued a pass-through"),
         };
         match tx.try_send(job) {
             Ok(()) => {
                 *next += 1;
                 Ok(())
             }
-            Err(TrySendError::Full(job)) => Err(TrySubmitError::Full(job.image, job.tag)),
-            Err(TrySendError::Disconnected(job)) => Err(TrySubmitError::Closed(job.image, job.tag)),
+            Err(TrySendError::Full(job)) => {
+                let (image, tag) = give_back(job);
+                Err(TrySubmitError::Full(image, tag))
+            }
+            Err(TrySendError::Disconnected(job)) => {
+                let (image, tag) = give_back(job);
+                Err(TrySubmitError::Closed(image, tag))
+            }
         }
     }
 
@@ -271,19 +319,37 @@ impl<T> Drop for EncoderPool<T> {
 
 fn worker<T>(jobs: Receiver<Job<T>>, done: Sender<Done<T>>, opts: EncodeOptions) {
     let mut scratch = Vec::new();
-    for Job { seq, image, tag } in jobs {
-        let start = Instant::now();
-        // A panic must not lose the frame's slot, or every later frame would wait on it.
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            encode_with_scratch(&image, &opts, &mut scratch)
-        }))
-        .unwrap_or(Err(CodecError::Panicked));
-        let encoded = Encoded {
-            result,
-            width: image.width,
-            height: image.height,
-            tag,
-            encode_time: start.elapsed(),
+    for Job { seq, input, tag } in jobs {
+        let encoded = match input {
+            Input::Image(image) => {
+                let start = Instant::now();
+                // A panic must not lose the frame's slot, or every later frame would
+                // wait on it.
+                let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    encode_with_scratch(&image, &opts, &mut scratch)
+                }))
+                .unwrap_or(Err(CodecError::Panicked));
+                Encoded {
+                    result,
+                    width: image.width,
+                    height: image.height,
+                    tag,
+                    encode_time: start.elapsed(),
+                    passthrough: false,
+                }
+            }
+            Input::Encoded {
+                jpeg,
+                width,
+                height,
+            } => Encoded {
+                result: Ok(jpeg),
+                width,
+                height,
+                tag,
+                encode_time: Duration::ZERO,
+                passthrough: true,
+            },
         };
         if done.send(Done { seq, encoded }).is_err() {
             return;

@@ -218,3 +218,9 @@ impl FrameHeader {
 fn be<const N: usize>(buf: &[u8], at: usize) -> Option<[u8; N]> {
     buf.get(at..at.checked_add(N)?)?.try_into().ok()
 }
+/// The wire timestamp of a system time: microseconds since the UNIX epoch (0 for a time
+/// before it). The crate never reads the clock; callers pass `SystemTime::now()`.
+pub fn timestamp_us(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}

@@ -40,12 +40,15 @@ pub mod recording;
 mod stream_name;
 #[cfg(feature = "tokio-codec")]
 pub mod tokio_codec;
+#[cfg(feature = "websocket")]
+pub mod websocket;
 
 pub use control::{ControlMessage, ErrorCode};
 pub use decoder::FrameDecoder;
 pub use error::DecodeError;
 pub use frame::Frame;
 pub use header::{
-    Codec, Flags, FrameHeader, DEFAULT_MAX_PAYLOAD_LEN, HEADER_LEN, MAGIC, PROTOCOL_VERSION,
+    timestamp_us, Codec, Flags, FrameHeader, DEFAULT_MAX_PAYLOAD_LEN, HEADER_LEN, MAGIC,
+    PROTOCOL_VERSION,
 };
 pub use stream_name::{InvalidStreamName, StreamName, STREAM_NAME_MAX_LEN};

@@ -3,11 +3,12 @@
 //!
 //! [`run`] is the whole program minus argument parsing; the binary is a thin CLI over it.
 //! The WebSocket client with reconnect and backoff is
-//! [`vswa_transport::subscriber::Subscriber`]; the wire and recording formats are in
+//! [`vswa_client::Subscriber`]; the wire and recording formats are in
 //! `vswa-protocol`. This crate adds the outputs ([`sink`]), the statistics ([`stats`])
 //! and the `--display` window (`display` feature).
 #![warn(missing_docs)]
 
+pub mod args;
 #[cfg(feature = "display")]
 pub mod display;
 pub mod sink;
@@ -19,10 +20,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use vswa_client::{ClientError, ConnectOptions, Subscriber, SubscriberConfig, SubscriberEvent};
 use vswa_protocol::control::EndReason;
 use vswa_protocol::Flags;
-use vswa_transport::subscriber::{Subscriber, SubscriberConfig, SubscriberEvent};
-use vswa_transport::{ClientError, ConnectOptions};
 
 pub use sink::{SinkConfig, SinkError, Sinks};
 pub use stats::{Stats, StopReason, Summary};

@@ -1,166 +1,27 @@
-//! `vswa-recv`: parses the command line and runs [`vswa_recv::run`].
+//! `vswa-recv`: parses the command line into a [`vswa_recv::RecvConfig`] and runs
+//! [`vswa_recv::run`].
 
-use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::Parser;
-use vswa_recv::{exit, RecvConfig, RecvError, SinkConfig};
-use vswa_transport::cli;
-
-/// Watch a live VSWA stream without a browser: save each frame as a JPEG, record the
-/// stream, pipe it as MJPEG to ffplay/ffmpeg, or show it in a window, while reporting
-/// fps, capture-to-receive latency, drops and bitrate. Outputs can be combined; with
-/// none it only measures.
-#[derive(Debug, Parser)]
-#[command(
-    version,
-    about,
-    after_help = "Placeholder (\"no signal\") frames are written to every output like other frames.\n\
-                  \n\
-                  Exit status: 0 when --count/--duration is reached, the stream ends, the MJPEG \
-                  reader closes the pipe or on Ctrl-C; 2 bad arguments; 3 refused by the relay \
-                  (token, stream name); 4 relay unreachable; 5 an output cannot be written; 1 other.\n\
-                  \n\
-                  Example: vswa-recv --url ws://127.0.0.1:8080/ws/watch/demo --mjpeg - | ffplay -f mjpeg -"
-)]
-struct Args {
-    /// Stream to watch: ws://HOST:PORT/ws/watch/NAME (wss:// for TLS).
-    #[arg(long)]
-    url: String,
-
-    /// Viewer token, if the relay requires one (sent as Authorization: Bearer).
-    #[arg(long, env = "VSWA_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-
-    /// Save every frame as DIR/frame-SEQUENCE-UTCTIME.jpg (names sort in sequence order;
-    /// files appear whole, via temp file and rename). DIR is created if missing.
-    #[arg(long, value_name = "DIR")]
-    out_dir: Option<PathBuf>,
-
-    /// Record the stream to FILE in the VSWA recording format (replayable with
-    /// `vswa-send --source replay:FILE`); flushed per frame, so a crash loses at most one.
-    #[arg(long, value_name = "FILE")]
-    record: Option<PathBuf>,
-
-    /// Write the JPEGs back to back (MJPEG) to PATH, or to stdout with `-`, e.g.
-    /// `--mjpeg - | ffplay -f mjpeg -`. A reader that closes the pipe ends vswa-recv quietly.
-    #[arg(long, value_name = "PATH|-")]
-    mjpeg: Option<PathBuf>,
-
-    /// Show the video in a window (newest frame only; stats in the title). Needs the
-    /// `display` build feature and an X11 display; Escape or closing the window stops.
-    #[arg(long)]
-    display: bool,
-
-    /// Stop after N frames.
-    #[arg(long, value_name = "N", conflicts_with = "duration")]
-    count: Option<u64>,
-
-    /// Stop after S seconds (fractions allowed), counted from start.
-    #[arg(long, value_name = "S")]
-    duration: Option<f64>,
-
-    /// Print the final summary as one JSON object on stdout (not with `--mjpeg -`).
-    #[arg(long)]
-    stats_json: bool,
-
-    /// Seconds to keep trying to reach the relay at start before giving up.
-    #[arg(long, value_name = "S", default_value_t = 10.0)]
-    connect_timeout: f64,
-
-    /// Seconds to keep trying after the connection is lost before giving up
-    /// (default: retry forever).
-    #[arg(long, value_name = "S")]
-    reconnect_timeout: Option<f64>,
-
-    /// Extra trusted CA certificate (PEM) for wss://, e.g. a relay's self-signed one.
-    #[arg(long, value_name = "PEM")]
-    ca_cert: Option<PathBuf>,
-
-    /// Keep waiting when the publisher leaves (default: exit 0 when the stream ends).
-    #[arg(long)]
-    wait_on_end: bool,
-}
-
-fn seconds(name: &str, v: f64) -> Result<Duration, RecvError> {
-    if !(v.is_finite() && v > 0.0) {
-        return Err(RecvError::Usage(format!(
-            "--{name} must be a positive number of seconds"
-        )));
-    }
-    Ok(Duration::from_secs_f64(v))
-}
-
-fn config(args: &Args) -> Result<RecvConfig, RecvError> {
-    let sinks = SinkConfig {
-        out_dir: args.out_dir.clone(),
-        record: args.record.clone(),
-        mjpeg: args.mjpeg.clone(),
-        display: args.display,
-    };
-    if args.stats_json && sinks.mjpeg_to_stdout() {
-        return Err(RecvError::Usage(
-            "--stats-json and --mjpeg - both want stdout; write the MJPEG to a file or drop --stats-json".into(),
-        ));
-    }
-    Ok(RecvConfig {
-        url: args.url.clone(),
-        token: args.token.clone().filter(|t| !t.is_empty()),
-        ca_cert: args.ca_cert.clone(),
-        connect_timeout: seconds("connect-timeout", args.connect_timeout)?,
-        reconnect_timeout: args
-            .reconnect_timeout
-            .map(|s| seconds("reconnect-timeout", s))
-            .transpose()?,
-        sinks,
-        count: args.count,
-        duration: args.duration.map(|s| seconds("duration", s)).transpose()?,
-        wait_on_end: args.wait_on_end,
-        status_line: std::io::stderr().is_terminal(),
-    })
-}
+use vswa_cli as cli;
+use vswa_recv::args::Args;
+use vswa_recv::{exit, RecvError};
 
 fn main() -> ExitCode {
     let args: Args = cli::parse_args("vswa-recv");
     // Warnings include each failed connection attempt while retrying.
     cli::init_tracing("warn");
-    let fail = |e: &RecvError| {
-        eprintln!("vswa-recv: error: {e}");
-        ExitCode::from(e.exit_code())
-    };
-    let config = match config(&args) {
-        Ok(c) => c,
-        Err(e) => return fail(&e),
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            return fail(&RecvError::Internal(format!(
-                "cannot start the async runtime: {e}"
-            )))
-        }
-    };
-    let summary = match runtime.block_on(vswa_recv::run(config, cli::shutdown_signal())) {
-        Ok(summary) => summary,
-        Err(e) => return fail(&e),
-    };
-    eprintln!("vswa-recv: {}", summary.line());
-    if args.stats_json {
-        match serde_json::to_string(&summary) {
+    let work = async {
+        let summary = vswa_recv::run(args.config()?, cli::shutdown_signal()).await?;
+        eprintln!("vswa-recv: {}", summary.line());
+        if args.stats_json {
+            let json = serde_json::to_string(&summary)
+                .map_err(|e| RecvError::Internal(format!("cannot format the summary: {e}")))?;
             // A closed stdout is the reader's business, not an error worth a panic.
-            Ok(json) => {
-                let _ = writeln!(std::io::stdout(), "{json}");
-            }
-            Err(e) => {
-                return fail(&RecvError::Internal(format!(
-                    "cannot format the summary: {e}"
-                )))
-            }
+            let _ = writeln!(std::io::stdout(), "{json}");
         }
-    }
-    // The runtime may still hold a socket being closed; do not wait for it.
-    runtime.shutdown_timeout(Duration::from_millis(100));
-    ExitCode::from(exit::OK)
+        Ok::<_, RecvError>(())
+    };
+    cli::run("vswa-recv", work, RecvError::exit_code, |()| exit::OK)
 }

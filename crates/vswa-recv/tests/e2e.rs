@@ -381,8 +381,8 @@ fn refusals_exit_non_zero_with_one_clear_line() {
 /// When the publisher leaves, vswa-recv exits 0 after the frames it got.
 #[test]
 fn stream_end_exits_zero() {
+    use vswa_client::{Publisher, PublisherConfig};
     use vswa_protocol::{Frame, FrameHeader};
-    use vswa_transport::publisher::{Publisher, PublisherConfig};
 
     let relay = Relay::start(&[]);
     let tmp = TempDir::new("end");
@@ -417,7 +417,7 @@ fn stream_end_exits_zero() {
     let err = read_in_thread(child.0.stderr.take().unwrap());
     let mut seq = 0;
     wait_for(LIMIT, "frames in the directory", || {
-        let header = FrameHeader::jpeg(seq, vswa_transport::now_us(), 64, 48);
+        let header = FrameHeader::jpeg(seq, vswa_capture::now_us(), 64, 48);
         seq += 1;
         rt.block_on(publisher.send(Frame::new(header, jpeg.clone())))
             .unwrap();

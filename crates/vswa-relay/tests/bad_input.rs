@@ -12,8 +12,8 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
+use vswa_client::{Subscriber, SubscriberConfig, SubscriberEvent};
 use vswa_protocol::{Flags, Frame, FrameHeader, HEADER_LEN};
-use vswa_transport::subscriber::{Subscriber, SubscriberConfig, SubscriberEvent};
 
 const LIMIT: Duration = Duration::from_secs(60);
 

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use common::{bin, close_code, http_get, next_control, next_error, run_with_timeout, Relay};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
+use vswa_client::{Subscriber, SubscriberConfig, SubscriberEvent};
 use vswa_protocol::{Frame, FrameHeader};
-use vswa_transport::subscriber::{Subscriber, SubscriberConfig, SubscriberEvent};
 
 const LIMIT: Duration = Duration::from_secs(60);
 

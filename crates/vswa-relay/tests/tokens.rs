@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{bin, http_get, next_control, run_with_timeout, Relay};
-use vswa_transport::relay::{mint_token, unix_now, TokenRole};
+use vswa_relay::{mint_token, unix_now, TokenRole};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const SECRET: &str = "s3cret-for-tests";

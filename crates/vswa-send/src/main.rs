@@ -1,4 +1,4 @@
-//! `vswa-send`: parses the command line and runs [`vswa_transport::pipeline::send`].
+//! `vswa-send`: parses the command line into a [`SendConfig`] and runs [`vswa_send::run`].
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use clap::Parser;
 
-const DEFAULT_LOG: &str = "warn,vswa_transport=info";
-use vswa_capture::{SourceConfig, SourceSpec};
-use vswa_codec::{EncodeOptions, EncoderBackend, Subsampling};
-use vswa_transport::pipeline::{
-    frames_for, send, OpenedSource, PipelineConfig, SendStatus, DEFAULT_BACKLOG,
-};
-use vswa_transport::publisher::PublisherConfig;
+use vswa_capture::{OpenedSource, SourceSpec};
+use vswa_cli as cli;
+use vswa_codec::{EncoderBackend, Subsampling};
+use vswa_send::{SendConfig, SendError, SendStatus};
+
+const DEFAULT_LOG: &str = "warn,vswa_client=info,vswa_send=info";
 
 /// Capture video, encode it as JPEG and publish it to a VSWA relay.
 ///
@@ -32,12 +31,12 @@ struct Args {
     /// What to send: test (moving test pattern), camera or camera:INDEX (webcam,
     /// needs the `camera` build feature), mjpeg:- (concatenated JPEGs on stdin, e.g.
     /// from `ffmpeg ... -f mjpeg -`), mjpeg:PATH, or replay:FILE (a vswa-recv recording).
-    #[arg(long, default_value = "test", value_parser = parse_source)]
+    #[arg(long, default_value_t = defaults().pipeline.spec, value_parser = parse_source)]
     source: SourceSpec,
 
     /// Picture size WIDTHxHEIGHT for the test pattern and the camera request.
-    #[arg(long, default_value = "640x480", value_parser = vswa_transport::cli::parse_size)]
-    size: (u32, u32),
+    #[arg(long, default_value_t = default_size(), value_parser = cli::parse_size)]
+    size: cli::Size,
 
     /// Frames per second (test pattern and camera: capture rate; files and replays:
     /// playback rate; default 30, replays keep their recorded pace).
@@ -45,7 +44,7 @@ struct Args {
     fps: Option<f64>,
 
     /// JPEG quality, 1 (smallest) to 100 (best).
-    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
+    #[arg(long, default_value_t = defaults().pipeline.encode.quality, value_parser = clap::value_parser!(u8).range(1..=100))]
     quality: u8,
 
     /// Chroma subsampling: 420, 422 or 444.
@@ -65,7 +64,7 @@ struct Args {
     /// falls behind; beyond that frames are dropped and counted. More rides out longer
     /// hiccups; less keeps latency lower when the network stays too slow. Each queue
     /// holds at least 2 and at most 30 frames, whatever the rate.
-    #[arg(long, value_name = "MS", default_value_t = DEFAULT_BACKLOG.as_millis() as u64, value_parser = clap::value_parser!(u64).range(0..=5000))]
+    #[arg(long, value_name = "MS", default_value_t = defaults().backlog.as_millis() as u64, value_parser = clap::value_parser!(u64).range(0..=5000))]
     backlog: u64,
 
     /// Stop after this many frames (frames a live source dropped count too, so
@@ -82,7 +81,7 @@ struct Args {
     loop_replay: bool,
 
     /// Seconds to keep trying to reach the relay at startup.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = defaults().publisher.initial_timeout.as_secs_f64())]
     connect_timeout: f64,
 
     /// Extra CA certificate (PEM) to trust for wss:// (e.g. a self-signed relay).
@@ -117,111 +116,75 @@ fn parse_subsampling(s: &str) -> Result<Subsampling, String> {
     }
 }
 
-fn positive_secs(name: &str, v: f64) -> anyhow::Result<Duration> {
-    if !(v.is_finite() && v > 0.0) {
-        anyhow::bail!("--{name} must be a positive number of seconds");
+fn defaults() -> SendConfig {
+    SendConfig::new("")
+}
+
+fn default_size() -> cli::Size {
+    let source = defaults().pipeline.source;
+    cli::Size {
+        width: source.width,
+        height: source.height,
     }
-    Ok(Duration::from_secs_f64(v))
 }
 
-fn status_line(s: &SendStatus) -> String {
-    let secs = s.elapsed.as_secs_f64().max(0.001);
-    format!(
-        "{:>6.1}s  sent {:>6}  {:>5.1} fps  encode {:>5.1} ms  {:>7.0} kbit/s  dropped {}  viewers {}{}",
-        secs,
-        s.publisher.sent,
-        s.publisher.sent as f64 / secs,
-        s.pipeline.encode_ms,
-        s.publisher.bytes as f64 * 8.0 / 1000.0 / secs,
-        s.dropped(),
-        s.publisher.viewers,
-        if s.publisher.connected || s.publisher.sent == 0 && s.elapsed.is_zero() { "" } else { "  (disconnected)" }
-    )
-}
-
-async fn run(args: Args) -> anyhow::Result<SendStatus> {
-    let mut encode = EncodeOptions::new(args.quality)?;
-    encode.subsampling = args.subsampling;
-    if args.turbojpeg {
-        if !EncoderBackend::TurboJpeg.is_available() {
-            anyhow::bail!("--turbojpeg needs a build with the `turbojpeg` feature");
+impl Args {
+    fn config(&self) -> Result<SendConfig, String> {
+        let mut c = SendConfig::new(self.url.clone());
+        let p = &mut c.pipeline;
+        p.spec = self.source.clone();
+        (p.source.width, p.source.height) = (self.size.width, self.size.height);
+        p.source.fps = self.fps;
+        p.source.loop_replay = self.loop_replay;
+        p.encode.quality = self.quality;
+        p.encode.subsampling = self.subsampling;
+        if self.turbojpeg {
+            p.encode.backend = EncoderBackend::TurboJpeg;
         }
-        encode.backend = EncoderBackend::TurboJpeg;
+        p.encode_threads = self.encode_threads.unwrap_or(p.encode_threads).max(1);
+        p.count = self.count;
+        p.duration = self
+            .duration
+            .map(|d| cli::positive_seconds("duration", d))
+            .transpose()?;
+        let publisher = &mut c.publisher;
+        publisher.connect.token = self.token.clone().filter(|t| !t.is_empty());
+        publisher.connect.ca_cert = self.ca_cert.clone();
+        publisher.initial_timeout = cli::positive_seconds("connect-timeout", self.connect_timeout)?;
+        c.backlog = Duration::from_millis(self.backlog);
+        Ok(c)
     }
-    let threads = args
-        .encode_threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .max(1);
-    let duration = args
-        .duration
-        .map(|d| positive_secs("duration", d))
-        .transpose()?;
-    let mut publisher = PublisherConfig::new(args.url.clone());
-    publisher.connect.token = args.token.clone().filter(|t| !t.is_empty());
-    publisher.connect.ca_cert = args.ca_cert.clone();
-    publisher.initial_timeout = positive_secs("connect-timeout", args.connect_timeout)?;
-    let backlog = frames_for(Duration::from_millis(args.backlog), args.fps);
-    publisher.queue = backlog;
-    publisher.connect.validate()?;
-    let source = OpenedSource::open(PipelineConfig {
-        spec: args.source.clone(),
-        source: SourceConfig {
-            width: args.size.0,
-            height: args.size.1,
-            fps: args.fps,
-            loop_replay: args.loop_replay,
-        },
-        encode,
-        encode_threads: threads,
-        count: args.count,
-        duration,
-        backlog,
-    })?;
-    eprintln!("vswa-send: {} -> {}", source.describe(), args.url);
-    let show = !args.quiet && std::io::stderr().is_terminal();
-    let summary = send(
-        source,
-        publisher,
-        vswa_transport::cli::shutdown_signal(),
-        |s| {
-            if show {
-                eprint!("\r{}\x1b[K", status_line(s));
-            }
-        },
-    )
-    .await?;
-    if show {
-        eprintln!();
-    }
-    Ok(summary)
 }
 
 fn main() -> ExitCode {
-    let args: Args = vswa_transport::cli::parse_args("vswa-send");
-    vswa_transport::cli::init_tracing(DEFAULT_LOG);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("vswa-send: error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(summary) => {
-            let mut summary = summary;
-            summary.publisher.connected = true;
-            eprintln!("vswa-send: done: {}", status_line(&summary).trim_start());
-            if summary.dropped() > 0 {
-                eprintln!(
-                    "vswa-send: dropped {} before encoding (capture outran the encoder), {} at the network queue",
-                    summary.pipeline.dropped, summary.publisher.dropped
-                );
+    let args: Args = cli::parse_args("vswa-send");
+    cli::init_tracing(DEFAULT_LOG);
+    let show = !args.quiet && std::io::stderr().is_terminal();
+    let work = async {
+        let config = args.config().map_err(SendError::Config)?;
+        let url = config.publisher.connect.url.clone();
+        let on_open = |s: &OpenedSource| eprintln!("vswa-send: {} -> {url}", s.describe());
+        let status = |s: &SendStatus| {
+            if show {
+                eprint!("\r{}\x1b[K", s.line());
             }
-            ExitCode::SUCCESS
+        };
+        let summary = vswa_send::run(config, cli::shutdown_signal(), on_open, status).await;
+        if show {
+            eprintln!();
         }
-        Err(e) => {
-            eprintln!("vswa-send: error: {e:#}");
-            ExitCode::FAILURE
+        summary
+    };
+    let done = |mut summary: SendStatus| {
+        summary.publisher.connected = true;
+        eprintln!("vswa-send: done: {}", summary.line().trim_start());
+        if summary.dropped() > 0 {
+            eprintln!(
+                "vswa-send: dropped {} before encoding (capture outran the encoder), {} at the network queue",
+                summary.pipeline.dropped, summary.publisher.dropped
+            );
         }
-    }
+        0
+    };
+    cli::run("vswa-send", work, |_| 1, done)
 }

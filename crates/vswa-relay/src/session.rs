@@ -11,9 +11,10 @@ use tokio::sync::mpsc;
 use vswa_protocol::control::{EndReason, Hello, Role, Viewers};
 use vswa_protocol::{ControlMessage, ErrorCode, StreamName, PROTOCOL_VERSION};
 
-use super::{ConnInfo, RelayState};
+use vswa_protocol::websocket::{self as ws, Opcode};
+
 use crate::hub::{HubError, Item, ViewerKind};
-use crate::ws::{self, Opcode};
+use crate::{ConnInfo, RelayState};
 
 const SERVER: &str = concat!("vswa-relay/", env!("CARGO_PKG_VERSION"));
 
@@ -78,7 +79,8 @@ pub(crate) async fn publisher(
     }
     let mut viewers = handle.viewer_count();
     viewers.mark_changed();
-    let mut shutdown = state.shutdown.clone();
+    let shutdown = state.shutdown.wait();
+    tokio::pin!(shutdown);
     let mut ping = tokio::time::interval(state.config.ping_interval);
     ping.tick().await;
     let idle = state.config.idle_timeout;
@@ -143,7 +145,7 @@ pub(crate) async fn publisher(
                     break;
                 }
             }
-            _ = shutdown.changed() => {
+            () = &mut shutdown => {
                 refuse_publisher(&mut socket, ErrorCode::ShuttingDown, "the relay is shutting down".into()).await;
                 break;
             }

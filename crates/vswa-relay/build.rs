@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 fn main() {
-    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
+    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
     println!("cargo:rerun-if-changed={}", web.display());
     let mut table = String::from("&[\n");
     let mut entries: Vec<_> = std::fs::read_dir(&web)

@@ -4,7 +4,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -12,6 +12,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::WebSocketStream;
 use vswa_protocol::ErrorCode;
+
+use crate::backoff::Backoff;
 
 /// Errors of the publisher and subscriber clients.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -227,9 +229,10 @@ async fn connect_inner(opts: &ConnectOptions, url: &url::Url) -> Result<ClientSo
                 url: opts.url.clone(),
                 reason: "token contains characters not allowed in an HTTP header".into(),
             })?;
-        request
-            .headers_mut()
-            .insert(http::header::AUTHORIZATION, value);
+        request.headers_mut().insert(
+            tokio_tungstenite::tungstenite::http::header::AUTHORIZATION,
+            value,
+        );
     }
     let config = WebSocketConfig::default()
         .max_message_size(Some(opts.max_message_size))
@@ -276,4 +279,35 @@ fn tls_config(ca: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>,
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// Connects with retries (delays from `backoff`) until `deadline`, returning fatal
+/// refusals (token, stream name, TLS) at once; `what` names the attempt in log lines.
+pub async fn connect_with_retry(
+    opts: &ConnectOptions,
+    backoff: &mut Backoff,
+    deadline: Option<Instant>,
+    what: &str,
+) -> Result<ClientSocket, ClientError> {
+    loop {
+        match connect(opts).await {
+            Ok(socket) => {
+                backoff.reset();
+                return Ok(socket);
+            }
+            Err(e) if e.is_fatal() => return Err(e),
+            Err(e) => {
+                let delay = backoff.next_delay();
+                if deadline.is_some_and(|d| Instant::now() + delay > d) {
+                    return Err(e);
+                }
+                tracing::warn!(
+                    "{what}: {e}; retrying in {:.1} s (attempt {})",
+                    delay.as_secs_f64(),
+                    backoff.attempts()
+                );
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
 }

@@ -1,13 +1,39 @@
-//! The relay: one listening port for publishers, viewers, web pages, MJPEG, snapshots,
-//! JSON stats and Prometheus metrics.
+//! The VSWA relay as a library: one listening port for publishers, viewers, web pages,
+//! MJPEG, snapshots, JSON stats and Prometheus metrics.
 //!
-//! [`Relay::serve`] takes a bound listener and a shutdown future, so the binary, tests
-//! and embedders run the same code (tests bind `127.0.0.1:0`).
+//! [`Relay::serve`] takes a bound listener and a shutdown future, so the `vswa-relay`
+//! program, the tests and embedders run the same code (tests bind `127.0.0.1:0`):
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), vswa_relay::RelayError> {
+//! use vswa_relay::{Relay, RelayConfig, Shutdown};
+//!
+//! let relay = Relay::new(RelayConfig::default())?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let shutdown = Shutdown::new();
+//! let stop = shutdown.wait();
+//! tokio::spawn(async move { tokio::time::sleep(std::time::Duration::from_secs(5)).await; shutdown.trigger() });
+//! relay.serve(listener, stop).await
+//! # }
+//! ```
+//!
+//! - [`hub`]: the in-memory core (named streams, rings, viewers), usable without sockets.
+//! - `routes`, `session`: the HTTP routes and the per-connection WebSocket loops.
+//! - `auth`, `limits`: tokens ([`mint_token`], [`verify_token`]) and connection limits.
+//! - [`demo`]: an in-process test-pattern publisher (`vswa-relay --demo`).
+//!
+//! Capture and encoding come from `vswa-capture`; the wire format from `vswa-protocol`.
+//! The clients that talk to a relay are in `vswa-client`.
+#![warn(missing_docs)]
 
+pub mod args;
 mod auth;
+pub mod demo;
+pub mod hub;
 mod limits;
 mod routes;
 mod session;
+pub mod shutdown;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,20 +45,25 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use crate::demo::DemoConfig;
 use crate::hub::{Hub, HubConfig};
 
 pub use auth::{
     allowed as token_allowed, check_scope, mint_token, unix_now, verify_token, ScopedClaims,
     TokenError, TokenRole,
 };
+pub use shutdown::{Shutdown, ShutdownWatcher};
 
-/// Everything the relay can be told.
+/// Everything the relay can be told; `Default` holds every default the program uses.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
+    /// Address [`run`] listens on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Also publish a moving test pattern as stream `demo` ([`run`] only).
+    pub demo: Option<DemoConfig>,
     /// Stream and viewer limits.
     pub hub: HubConfig,
     /// Token publishers must present (`None`: anyone may publish).
@@ -61,11 +92,16 @@ pub struct RelayConfig {
     /// /64 network (0: no such limit). Set it on a relay that faces the internet, so one
     /// client cannot fill `max_connections`.
     pub max_connections_per_ip: usize,
+    /// After shutdown begins, how long sessions get to say goodbye (viewers get `end`
+    /// and a close) before `serve` returns anyway.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for RelayConfig {
     fn default() -> Self {
         RelayConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            demo: None,
             hub: HubConfig::default(),
             publish_token: None,
             view_token: None,
@@ -78,6 +114,7 @@ impl Default for RelayConfig {
             end_grace: Duration::from_secs(60),
             max_connections: 10_000,
             max_connections_per_ip: 0,
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }
@@ -100,12 +137,69 @@ pub enum RelayError {
     /// Binding or reading the listener failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {error}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The demo stream's source could not be opened.
+    #[error("demo stream: {0}")]
+    Demo(String),
+}
+
+/// Runs the relay the way the `vswa-relay` program does: binds `config.listen`, prints
+/// `vswa-relay: listening on URL` to stderr, starts the demo stream if configured,
+/// serves until `shutdown` completes, then stops the demo.
+pub async fn run(
+    config: RelayConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RelayError> {
+    let demo = config.demo;
+    let listen = config.listen;
+    let tls = config.tls.is_some();
+    let relay = Relay::new(config)?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|error| RelayError::Bind {
+            addr: listen,
+            error,
+        })?;
+    let addr = listener.local_addr()?;
+    let scheme = if tls { "https" } else { "http" };
+    eprintln!("vswa-relay: listening on {scheme}://{addr}");
+    let stop_demo = Shutdown::new();
+    let demo = match demo {
+        Some(demo) => {
+            let source = demo.open().map_err(|e| RelayError::Demo(e.to_string()))?;
+            eprintln!("vswa-relay: demo stream at {scheme}://{addr}/view/demo");
+            let hub = relay.hub().clone();
+            let name = vswa_protocol::StreamName::new("demo").expect("a valid stream name");
+            let stopped = stop_demo.wait();
+            Some(tokio::spawn(async move {
+                if let Err(e) = demo::feed_hub(hub, name, source, stopped).await {
+                    tracing::error!("demo stream stopped: {e}");
+                }
+            }))
+        }
+        None => None,
+    };
+    relay.serve(listener, shutdown).await?;
+    // Stop the demo only now, so its viewers were told "shutdown", not "publisher left".
+    stop_demo.trigger();
+    if let Some(demo) = demo {
+        let _ = tokio::time::timeout(Duration::from_secs(2), demo).await;
+    }
+    eprintln!("vswa-relay: stopped");
+    Ok(())
 }
 
 pub(crate) struct RelayState {
     pub(crate) config: RelayConfig,
     pub(crate) hub: Hub,
-    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) shutdown: ShutdownWatcher,
     pub(crate) sessions: TaskTracker,
     pub(crate) metrics: Option<&'static PrometheusHandle>,
 }
@@ -113,7 +207,7 @@ pub(crate) struct RelayState {
 /// A relay, ready to serve.
 pub struct Relay {
     state: Arc<RelayState>,
-    shutdown_tx: watch::Sender<bool>,
+    shutdown: Shutdown,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
@@ -164,17 +258,17 @@ impl Relay {
     /// Builds a relay; loads the TLS files if configured.
     pub fn new(config: RelayConfig) -> Result<Relay, RelayError> {
         let tls = config.tls.as_ref().map(load_tls).transpose()?;
-        let (shutdown_tx, shutdown) = watch::channel(false);
+        let shutdown = Shutdown::new();
         let state = Arc::new(RelayState {
             hub: Hub::new(config.hub.clone()),
             config,
-            shutdown,
+            shutdown: shutdown.watcher(),
             sessions: TaskTracker::new(),
             metrics: prometheus(),
         });
         Ok(Relay {
             state,
-            shutdown_tx,
+            shutdown,
             tls,
         })
     }
@@ -249,10 +343,10 @@ impl Relay {
         }
         tracing::info!("shutting down");
         self.state.hub.shutdown();
-        let _ = self.shutdown_tx.send(true);
+        self.shutdown.trigger();
         self.state.sessions.close();
         connections.close();
-        let grace = Duration::from_secs(5);
+        let grace = self.state.config.shutdown_grace;
         let _ = tokio::time::timeout(grace, async {
             tokio::join!(connections.wait(), self.state.sessions.wait());
         })
@@ -275,7 +369,7 @@ async fn serve_connection<I>(
     permit: Arc<limits::ConnPermit>,
     router: axum::Router,
     handshake_timeout: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: ShutdownWatcher,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -294,7 +388,7 @@ async fn serve_connection<I>(
     tokio::pin!(conn);
     let result = tokio::select! {
         res = conn.as_mut() => res,
-        () = async { let _ = stop.wait_for(|stop| *stop).await; } => {
+        () = stop.wait() => {
             // Finish the request in flight, then close; upgraded sessions end on their own.
             conn.as_mut().graceful_shutdown();
             conn.await

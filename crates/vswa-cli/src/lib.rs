@@ -1,5 +1,12 @@
 //! Plumbing shared by the VSWA command-line programs, so each `main` stays a few lines:
-//! argument errors as one line, logging to stderr, and the shutdown signal.
+//! argument errors as one line, value parsers, logging to stderr, the shutdown signal,
+//! and the runtime + exit-status boilerplate ([`run`]). Internal: used by the binaries
+//! only, never by a library crate.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::process::ExitCode;
+use std::time::Duration;
 
 /// Parses the command line. `--help` and `--version` print as usual; a bad argument
 /// prints one line, `PROGRAM: error: ...`, and exits with status 2.
@@ -25,8 +32,23 @@ pub fn parse_args<A: clap::Parser>(program: &str) -> A {
     }
 }
 
+/// A picture size on the command line, `WIDTHxHEIGHT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
+impl std::fmt::Display for Size {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)
+    }
+}
+
 /// Parses a picture size `WIDTHxHEIGHT` (each 1-65535), for clap's `value_parser`.
-pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
+pub fn parse_size(s: &str) -> Result<Size, String> {
     let (w, h) = s
         .split_once(['x', 'X'])
         .ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT, e.g. 640x480"))?;
@@ -37,10 +59,51 @@ pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
             .filter(|n| (1..=65535).contains(n))
     };
     match (parse(w), parse(h)) {
-        (Some(w), Some(h)) => Ok((w, h)),
+        (Some(width), Some(height)) => Ok(Size { width, height }),
         _ => Err(format!(
             "{s:?}: width and height must be whole numbers from 1 to 65535"
         )),
+    }
+}
+
+/// `v` seconds as a [`Duration`], or `--NAME must be a positive number of seconds`.
+pub fn positive_seconds(name: &str, v: f64) -> Result<Duration, String> {
+    if !(v.is_finite() && v > 0.0) {
+        return Err(format!("--{name} must be a positive number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Starts a multi-threaded tokio runtime, runs `work` on it and turns the outcome into
+/// the process exit status: `Ok(code)` exits with `code`; an error prints one line,
+/// `PROGRAM: error: {error:#}`, and exits with `exit_code(&error)`. The runtime is not
+/// waited for beyond 100 ms after `work` ends (a socket being closed must not hold up
+/// the exit).
+pub fn run<T, E, F>(
+    program: &str,
+    work: F,
+    exit_code: impl FnOnce(&E) -> u8,
+    on_success: impl FnOnce(T) -> u8,
+) -> ExitCode
+where
+    F: Future<Output = Result<T, E>>,
+    E: Display,
+{
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{program}: error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(work);
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match outcome {
+        Ok(value) => ExitCode::from(on_success(value)),
+        Err(e) => {
+            eprintln!("{program}: error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
     }
 }
 
@@ -82,10 +145,24 @@ pub async fn shutdown_signal() {
 mod tests {
     #[test]
     fn sizes() {
-        assert_eq!(super::parse_size("640x480"), Ok((640, 480)));
-        assert_eq!(super::parse_size("1X2"), Ok((1, 2)));
+        let size = |width, height| super::Size { width, height };
+        assert_eq!(super::parse_size("640x480"), Ok(size(640, 480)));
+        assert_eq!(super::parse_size("1X2"), Ok(size(1, 2)));
+        assert_eq!(size(640, 480).to_string(), "640x480");
         for bad in ["0x0", "640", "x480", "70000x1", "-1x5", "axb"] {
             assert!(super::parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn seconds() {
+        assert_eq!(
+            super::positive_seconds("x", 1.5),
+            Ok(std::time::Duration::from_millis(1500))
+        );
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let err = super::positive_seconds("idle-timeout", bad).unwrap_err();
+            assert_eq!(err, "--idle-timeout must be a positive number of seconds");
         }
     }
 }

@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 use vswa_protocol::{ControlMessage, Frame};
 
 use crate::backoff::Backoff;
-use crate::connect::{connect, ClientError, ClientSocket, ConnectOptions};
+use crate::connect::{connect_with_retry, ClientError, ClientSocket, ConnectOptions};
 
 /// How a publisher connects and behaves.
 #[derive(Debug, Clone)]
@@ -32,14 +32,18 @@ pub struct PublisherConfig {
 }
 
 impl PublisherConfig {
+    /// Frames that may wait for the socket by default: 200 ms at 30 fps (`vswa-send`
+    /// sizes the queue from its `--backlog` and frame rate instead).
+    pub const DEFAULT_QUEUE: usize = 6;
+
     /// Defaults for `url`: 10 s to connect the first time, a queue of
-    /// [`DEFAULT_BACKLOG`](crate::pipeline::DEFAULT_BACKLOG) at 30 fps (6 frames).
+    /// [`DEFAULT_QUEUE`](PublisherConfig::DEFAULT_QUEUE) frames.
     pub fn new(url: impl Into<String>) -> PublisherConfig {
         PublisherConfig {
             connect: ConnectOptions::new(url),
             backoff: Backoff::default(),
             initial_timeout: Duration::from_secs(10),
-            queue: crate::pipeline::frames_for(crate::pipeline::DEFAULT_BACKLOG, None),
+            queue: PublisherConfig::DEFAULT_QUEUE,
         }
     }
 }
@@ -77,36 +81,6 @@ pub struct Publisher {
     tx: mpsc::Sender<Frame>,
     shared: Arc<Shared>,
     task: JoinHandle<Result<(), ClientError>>,
-}
-
-/// Connects with retries until `deadline`, returning fatal refusals at once.
-pub(crate) async fn connect_with_retry(
-    opts: &ConnectOptions,
-    backoff: &mut Backoff,
-    deadline: Option<Instant>,
-    what: &str,
-) -> Result<ClientSocket, ClientError> {
-    loop {
-        match connect(opts).await {
-            Ok(socket) => {
-                backoff.reset();
-                return Ok(socket);
-            }
-            Err(e) if e.is_fatal() => return Err(e),
-            Err(e) => {
-                let delay = backoff.next_delay();
-                if deadline.is_some_and(|d| Instant::now() + delay > d) {
-                    return Err(e);
-                }
-                tracing::warn!(
-                    "{what}: {e}; retrying in {:.1} s (attempt {})",
-                    delay.as_secs_f64(),
-                    backoff.attempts()
-                );
-                tokio::time::sleep(delay).await;
-            }
-        }
-    }
 }
 
 impl Publisher {

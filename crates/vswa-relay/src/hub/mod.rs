@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use vswa_protocol::control::EndReason;
 use vswa_protocol::{Codec, DecodeError, Flags, Frame, FrameHeader, StreamName, HEADER_LEN};
 
-use crate::ws;
+use vswa_protocol::websocket as ws;
 
 /// Limits the hub enforces.
 #[derive(Debug, Clone)]

@@ -9,8 +9,7 @@ use vswa_protocol::control::{End, EndReason, Hello};
 use vswa_protocol::{ControlMessage, Frame, DEFAULT_MAX_PAYLOAD_LEN};
 
 use crate::backoff::Backoff;
-use crate::connect::{ClientError, ClientSocket, ConnectOptions};
-use crate::publisher::connect_with_retry;
+use crate::connect::{connect_with_retry, ClientError, ClientSocket, ConnectOptions};
 
 /// How a subscriber connects and behaves.
 #[derive(Debug, Clone)]
@@ -104,7 +103,7 @@ impl Subscriber {
             };
             let lost = match socket.next().await {
                 Some(Ok(Message::Binary(bytes))) => {
-                    let received_us = crate::now_us();
+                    let received_us = vswa_protocol::timestamp_us(std::time::SystemTime::now());
                     match Frame::decode_bytes(bytes, self.config.max_payload_len) {
                         Ok(frame) => {
                             let seq = frame.header().sequence;

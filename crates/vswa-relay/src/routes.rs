@@ -17,8 +17,8 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use vswa_protocol::{StreamName, HEADER_LEN};
 
-use super::{auth, session, ConnInfo, RelayState};
 use crate::hub::{HubError, Item, ViewerKind};
+use crate::{auth, session, ConnInfo, RelayState};
 
 static ASSETS: &[(&str, &str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
 
@@ -225,7 +225,7 @@ async fn ws_watch(
         return text(StatusCode::BAD_REQUEST, "connection cannot be upgraded");
     };
     let info = conn_info(req.extensions());
-    let accept = crate::ws::accept_key(key.as_bytes());
+    let accept = vswa_protocol::websocket::accept_key(key.as_bytes());
     let tracker = state.sessions.clone();
     tracker.spawn(async move {
         match on_upgrade.await {
@@ -281,9 +281,9 @@ async fn mjpeg(
     let shutdown = state.shutdown.clone();
     let parts = futures_util::stream::unfold(
         (viewer, shutdown, false),
-        move |(mut viewer, mut shutdown, ended)| async move {
+        move |(mut viewer, shutdown, ended)| async move {
             loop {
-                if *shutdown.borrow() {
+                if shutdown.is_triggered() {
                     return None;
                 }
                 let next = if ended {
@@ -294,7 +294,7 @@ async fn mjpeg(
                 } else {
                     tokio::select! {
                         item = viewer.next() => item,
-                        _ = shutdown.changed() => return None,
+                        () = shutdown.wait() => return None,
                     }
                 };
                 match next {

@@ -2,28 +2,27 @@
 //! encoding on a pool of threads, and frames come out in capture order through a small
 //! bounded channel. Live sources may get [`PipelineConfig::backlog`] frames ahead, then
 //! drop frames (before encoding, so no work is wasted) while downstream is slower;
-//! file and pipe sources wait instead.
+//! file and pipe sources wait instead. JPEGs a source already delivers (MJPEG pipes,
+//! cameras, replays) pass through the encoder pool's in-order path without re-encoding.
 //!
-//! [`send`] runs a pipeline into a [`Publisher`] (the `vswa-send` program);
-//! [`feed_hub`] runs one straight into a relay's hub (the relay's `--demo` stream).
+//! `vswa-send` runs a pipeline into a publisher; the relay's `--demo` stream runs one
+//! straight into its hub. Frames come out through a tokio channel, so async code can
+//! await them, but the pipeline itself needs no runtime.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
-use vswa_capture::{
-    CaptureEnd, CaptureError, CaptureThread, FrameContent, Source, SourceConfig, SourceSpec,
-};
+use tokio::sync::{mpsc, oneshot};
 use vswa_codec::{EncodeOptions, EncoderPool};
-use vswa_protocol::{Flags, Frame, FrameHeader, StreamName};
+use vswa_protocol::{Flags, Frame, FrameHeader};
 
-use crate::hub::Hub;
-use crate::publisher::{Publisher, PublisherConfig, PublisherStats};
-use crate::ClientError;
+use crate::{
+    CaptureEnd, CaptureError, CaptureThread, FrameContent, RecvTimeoutError, Source, SourceConfig,
+    SourceSpec,
+};
 
 /// What to capture and how to encode it.
 #[derive(Debug, Clone)]
@@ -45,6 +44,22 @@ pub struct PipelineConfig {
     pub backlog: usize,
 }
 
+impl Default for PipelineConfig {
+    /// The test pattern at 640x480, JPEG quality 80, one encoder thread per core, no
+    /// end, a [`DEFAULT_BACKLOG`] of 30 fps video.
+    fn default() -> Self {
+        PipelineConfig {
+            spec: SourceSpec::Test,
+            source: SourceConfig::default(),
+            encode: EncodeOptions::default(),
+            encode_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            count: None,
+            duration: None,
+            backlog: frames_for(DEFAULT_BACKLOG, None),
+        }
+    }
+}
+
 /// The default time budget for each queue between a live source and the network (the
 /// capture channel and the publisher's queue; the encoder pool holds a few frames per
 /// thread on top): enough to ride out a scheduling hiccup of a loaded machine without
@@ -57,17 +72,6 @@ pub const DEFAULT_BACKLOG: Duration = Duration::from_millis(200);
 pub fn frames_for(budget: Duration, fps: Option<f64>) -> usize {
     let fps = fps.filter(|f| f.is_finite() && *f > 0.0).unwrap_or(30.0);
     ((budget.as_secs_f64() * fps).ceil() as usize).clamp(2, 30)
-}
-
-/// Why a pipeline or a send stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum SendError {
-    /// The source could not be opened or failed.
-    #[error(transparent)]
-    Capture(#[from] CaptureError),
-    /// The relay refused or could not be reached.
-    #[error(transparent)]
-    Client(#[from] ClientError),
 }
 
 /// Counters of a pipeline.
@@ -96,8 +100,6 @@ struct Shared {
     encode_errors: AtomicU64,
     /// Exponential moving average of encode time, microseconds.
     encode_us_avg: AtomicU64,
-    submitted: AtomicU64,
-    collected: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -136,7 +138,7 @@ impl std::fmt::Debug for OpenedSource {
 impl OpenedSource {
     /// Opens the configured source.
     pub fn open(config: PipelineConfig) -> Result<OpenedSource, CaptureError> {
-        let source = vswa_capture::open(&config.spec, &config.source)?;
+        let source = crate::open(&config.spec, &config.source)?;
         Ok(OpenedSource { source, config })
     }
 
@@ -170,20 +172,10 @@ impl Pipeline {
         ));
         let capture = CaptureThread::spawn(source, backlog);
         let feeder = {
-            let (shared, stop, pool, tx) = (shared.clone(), stop.clone(), pool.clone(), tx.clone());
+            let (shared, stop, pool) = (shared.clone(), stop.clone(), pool.clone());
             std::thread::Builder::new()
                 .name("vswa-feed".into())
-                .spawn(move || {
-                    feed(
-                        capture,
-                        pool,
-                        tx,
-                        shared,
-                        stop,
-                        config.count,
-                        config.duration,
-                    )
-                })
+                .spawn(move || feed(capture, pool, shared, stop, config.count, config.duration))
                 .expect("spawning the feeder thread")
         };
         let collector = {
@@ -241,22 +233,30 @@ impl Pipeline {
         while self.rx.recv().await.is_some() {}
         let feeder = self.feeder.take();
         let collector = self.collector.take();
-        let result = tokio::task::spawn_blocking(move || {
-            let r = feeder.map(|h| h.join()).unwrap_or(Ok(Ok(())));
-            if let Some(c) = collector {
-                let _ = c.join();
-            }
-            r
-        })
-        .await;
-        let stats = self.stats();
-        match result {
-            Ok(Ok(Ok(()))) => Ok(stats),
-            Ok(Ok(Err(e))) => Err(e),
-            _ => Err(CaptureError::InvalidConfig(
-                "capture thread panicked".into(),
-            )),
+        // Join on a plain thread, so an async caller's runtime is never blocked and no
+        // particular runtime is needed.
+        let (done_tx, done_rx) = oneshot::channel();
+        let joiner = std::thread::Builder::new()
+            .name("vswa-join".into())
+            .spawn(move || {
+                let fed = feeder.map_or(Ok(Ok(())), |h| h.join());
+                let collected = collector.map_or(Ok(()), |h| h.join());
+                let _ = done_tx.send(match (fed, collected) {
+                    (Ok(result), Ok(())) => result,
+                    _ => Err(CaptureError::Panicked {
+                        thread: "capture pipeline".into(),
+                    }),
+                });
+            });
+        if joiner.is_err() {
+            return Err(CaptureError::Panicked {
+                thread: "capture pipeline join".into(),
+            });
         }
+        let result = done_rx.await.unwrap_or(Err(CaptureError::Panicked {
+            thread: "capture pipeline join".into(),
+        }));
+        result.map(|()| self.stats())
     }
 }
 
@@ -280,7 +280,6 @@ fn flags(placeholder: bool) -> Flags {
 fn feed(
     capture: CaptureThread,
     pool: Arc<EncoderPool<Tag>>,
-    tx: mpsc::Sender<Frame>,
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
     count: Option<u64>,
@@ -293,8 +292,8 @@ fn feed(
         }
         let (sequence, captured) = match capture.recv_indexed_timeout(Duration::from_millis(100)) {
             Ok(f) => f,
-            Err(vswa_capture::RecvTimeoutError::Timeout) => continue,
-            Err(vswa_capture::RecvTimeoutError::Ended) => break,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Ended) => break,
         };
         // Frames the capture thread dropped still took sequence numbers, so viewers see
         // the gap.
@@ -308,34 +307,22 @@ fn feed(
             timestamp_us: captured.timestamp_us,
             placeholder: captured.placeholder,
         };
-        match captured.content {
-            FrameContent::Image(image) => {
-                // Wait for the encoder: a live source's backlog builds up in the capture
-                // channel, where the capture thread drops (and counts) what does not fit.
-                if pool.submit(image, tag).is_err() {
-                    break;
-                }
-                shared.submitted.fetch_add(1, Ordering::Relaxed);
-            }
+        // Wait for the encoder: a live source's backlog builds up in the capture
+        // channel, where the capture thread drops (and counts) what does not fit.
+        // Ready JPEGs take the same queue, so they keep their place in capture order.
+        let submitted = match captured.content {
+            FrameContent::Image(image) => pool.submit(image, tag),
             FrameContent::Jpeg {
                 data,
                 width,
                 height,
             } => {
-                // Keep capture order: let frames already in the encoder go first.
-                while shared.collected.load(Ordering::Relaxed)
-                    < shared.submitted.load(Ordering::Relaxed)
-                {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                }
                 shared.passthrough.fetch_add(1, Ordering::Relaxed);
-                if tx.blocking_send(frame(tag, width, height, data)).is_err() {
-                    break;
-                }
+                pool.submit_encoded(data, u32::from(width), u32::from(height), tag)
             }
+        };
+        if submitted.is_err() {
+            break;
         }
     }
     pool.close();
@@ -354,13 +341,17 @@ fn frame(tag: Tag, width: u16, height: u16, jpeg: Bytes) -> Frame {
 
 fn collect(pool: Arc<EncoderPool<Tag>>, tx: mpsc::Sender<Frame>, shared: Arc<Shared>) {
     while let Some(encoded) = pool.recv() {
-        let us = encoded.encode_time.as_micros() as u64;
-        let avg = shared.encode_us_avg.load(Ordering::Relaxed);
-        let avg = if avg == 0 { us } else { (avg * 7 + us) / 8 };
-        shared.encode_us_avg.store(avg, Ordering::Relaxed);
+        if !encoded.passthrough {
+            let us = encoded.encode_time.as_micros() as u64;
+            let avg = shared.encode_us_avg.load(Ordering::Relaxed);
+            let avg = if avg == 0 { us } else { (avg * 7 + us) / 8 };
+            shared.encode_us_avg.store(avg, Ordering::Relaxed);
+        }
         let result = match encoded.result {
             Ok(jpeg) => {
-                shared.encoded.fetch_add(1, Ordering::Relaxed);
+                if !encoded.passthrough {
+                    shared.encoded.fetch_add(1, Ordering::Relaxed);
+                }
                 tx.blocking_send(frame(
                     encoded.tag,
                     dims(encoded.width),
@@ -375,105 +366,10 @@ fn collect(pool: Arc<EncoderPool<Tag>>, tx: mpsc::Sender<Frame>, shared: Arc<Sha
                 Ok(())
             }
         };
-        shared.collected.fetch_add(1, Ordering::Relaxed);
         if result.is_err() {
             pool.close();
         }
     }
-}
-
-/// Live counters of a [`send`] run, for a status line.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SendStatus {
-    /// Pipeline counters.
-    pub pipeline: PipelineStats,
-    /// Publisher counters.
-    pub publisher: PublisherStats,
-    /// Time since sending started.
-    pub elapsed: Duration,
-}
-
-impl SendStatus {
-    /// Frames dropped anywhere (before encoding or at the network).
-    pub fn dropped(&self) -> u64 {
-        self.pipeline.dropped + self.publisher.dropped
-    }
-}
-
-/// Connects `publisher`, then captures, encodes and sends until the source ends, the
-/// count or duration is reached, or `shutdown` completes. `status` is called about
-/// once a second.
-pub async fn send(
-    source: OpenedSource,
-    publisher: PublisherConfig,
-    shutdown: impl Future<Output = ()>,
-    mut status: impl FnMut(&SendStatus),
-) -> Result<SendStatus, SendError> {
-    let publisher = Publisher::connect(publisher).await?;
-    let live = source.is_live();
-    let mut pipeline = source.start();
-    let started = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.tick().await;
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            frame = pipeline.next() => {
-                let Some(frame) = frame else { break };
-                if live {
-                    publisher.try_send(frame);
-                } else if publisher.send(frame).await.is_err() {
-                    break;
-                }
-            }
-            _ = tick.tick() => {
-                if publisher.is_finished() {
-                    break;
-                }
-                status(&SendStatus {
-                    pipeline: pipeline.stats(),
-                    publisher: publisher.stats(),
-                    elapsed: started.elapsed(),
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    let pipeline_result = pipeline.finish().await;
-    let publisher_stats = publisher.finish().await?;
-    let pipeline_stats = pipeline_result?;
-    Ok(SendStatus {
-        pipeline: pipeline_stats,
-        publisher: publisher_stats,
-        elapsed: started.elapsed(),
-    })
-}
-
-/// Publishes a pipeline's frames straight into a hub as stream `name` (no network),
-/// until `shutdown` completes or the source ends.
-pub async fn feed_hub(
-    hub: Hub,
-    name: StreamName,
-    source: OpenedSource,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), SendError> {
-    let handle = hub
-        .publish(&name, None)
-        .map_err(|e| ClientError::Lost(e.to_string()))?;
-    let mut pipeline = source.start();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            frame = pipeline.next() => match frame {
-                Some(frame) => { handle.publish_frame(&frame); }
-                None => break,
-            },
-            () = &mut shutdown => break,
-        }
-    }
-    drop(handle);
-    pipeline.finish().await?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
-//! Minimal RFC 6455 framing for the relay's viewer sockets.
+//! Minimal RFC 6455 framing, sans IO, for peers that drive raw sockets (feature
+//! `websocket`).
 //!
 //! The relay writes each frame to every viewer as the *same* pre-encoded bytes (server
 //! frames are unmasked, so they are identical for all viewers); a general WebSocket
 //! library would copy the payload into a per-connection buffer instead. Reading covers
-//! what a viewer sends: masked control frames and small messages, which are ignored.
+//! what a viewer sends: masked control frames and small messages. The client side
+//! ([`put_client_header`], [`parse_server_header`]) serves the load tool and tests,
+//! which speak WebSocket over plain sockets to measure or to misbehave on purpose.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -39,17 +42,76 @@ impl Opcode {
 }
 
 /// Appends an unmasked, final server frame header for a payload of `len` bytes.
-pub fn put_header(dst: &mut BytesMut, opcode: Opcode, len: usize) {
+pub fn put_header(dst: &mut impl BufMut, opcode: Opcode, len: usize) {
     dst.put_u8(0x80 | opcode as u8);
+    put_len(dst, 0, len as u64);
+}
+
+/// Appends a final, masked client frame header for a payload of `len` bytes. The
+/// opcode is the raw 4-bit value, so tests can send reserved ones. The mask key is
+/// zero, so the payload goes on the wire unchanged (valid RFC 6455: the key only has to
+/// be present).
+pub fn put_client_header(dst: &mut impl BufMut, opcode: u8, len: u64) {
+    dst.put_u8(0x80 | (opcode & 0x0f));
+    put_len(dst, 0x80, len);
+    dst.put_slice(&[0, 0, 0, 0]);
+}
+
+/// The payload length field, with the mask bit `mask` (0x80 or 0).
+fn put_len(dst: &mut impl BufMut, mask: u8, len: u64) {
     if len < 126 {
-        dst.put_u8(len as u8);
-    } else if len <= u16::MAX as usize {
-        dst.put_u8(126);
+        dst.put_u8(mask | len as u8);
+    } else if len <= u64::from(u16::MAX) {
+        dst.put_u8(mask | 126);
         dst.put_u16(len as u16);
     } else {
-        dst.put_u8(127);
-        dst.put_u64(len as u64);
+        dst.put_u8(mask | 127);
+        dst.put_u64(len);
     }
+}
+
+/// Length of a frame header (length field and mask key included), from its second byte.
+pub fn header_len(second_byte: u8) -> usize {
+    let mask = if second_byte & 0x80 != 0 { 4 } else { 0 };
+    mask + match second_byte & 0x7f {
+        126 => 4,
+        127 => 10,
+        _ => 2,
+    }
+}
+
+/// The header of a frame a server sent, as read by a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerHeader {
+    /// Raw 4-bit opcode.
+    pub opcode: u8,
+    /// Final fragment flag.
+    pub fin: bool,
+    /// Header length in bytes (the payload starts here).
+    pub header_len: usize,
+    /// Payload length.
+    pub payload_len: u64,
+}
+
+/// Parses the frame header at the front of `buf`, or `None` if `buf` holds less than a
+/// whole header. Server frames are unmasked; a mask key, if present, is skipped.
+pub fn parse_server_header(buf: &[u8]) -> Option<ServerHeader> {
+    let (b0, b1) = (*buf.first()?, *buf.get(1)?);
+    let header_len = header_len(b1);
+    let payload_len = match b1 & 0x7f {
+        126 => u64::from(u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?)),
+        127 => u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?),
+        n => u64::from(n),
+    };
+    if buf.len() < header_len {
+        return None;
+    }
+    Some(ServerHeader {
+        opcode: b0 & 0x0f,
+        fin: b0 & 0x80 != 0,
+        header_len,
+        payload_len,
+    })
 }
 
 /// A complete unmasked server frame.
@@ -198,6 +260,22 @@ mod tests {
         out.put_slice(&mask);
         out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
         out
+    }
+
+    #[test]
+    fn client_headers_parse_back() {
+        for len in [0u64, 125, 126, 65535, 65536, 1 << 33] {
+            let mut b = BytesMut::new();
+            put_client_header(&mut b, 0x2, len);
+            assert_eq!(b.len(), header_len(b[1]), "len {len}");
+            let h = parse_server_header(&b).unwrap();
+            assert_eq!((h.opcode, h.fin, h.payload_len), (0x2, true, len));
+            assert_eq!(parse_server_header(&b[..b.len() - 1]), None);
+        }
+        let mut b = BytesMut::new();
+        put_header(&mut b, Opcode::Text, 70_000);
+        let h = parse_server_header(&b).unwrap();
+        assert_eq!((h.opcode, h.header_len, h.payload_len), (0x1, 10, 70_000));
     }
 
     #[test]

@@ -1,0 +1,125 @@
+//! The `vswa-recv` command line: clap arguments turned into a [`RecvConfig`].
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::{RecvConfig, RecvError, SinkConfig};
+
+/// Watch a live VSWA stream without a browser: save each frame as a JPEG, record the
+/// stream, pipe it as MJPEG to ffplay/ffmpeg, or show it in a window, while reporting
+/// fps, capture-to-receive latency, drops and bitrate. Outputs can be combined; with
+/// none it only measures.
+#[derive(Debug, Parser)]
+#[command(
+    name = "vswa-recv",
+    version,
+    about,
+    after_help = "Placeholder (\"no signal\") frames are written to every output like other frames.\n\
+                  \n\
+                  Exit status: 0 when --count/--duration is reached, the stream ends, the MJPEG \
+                  reader closes the pipe or on Ctrl-C; 2 bad arguments; 3 refused by the relay \
+                  (token, stream name); 4 relay unreachable; 5 an output cannot be written; 1 other.\n\
+                  \n\
+                  Example: vswa-recv --url ws://127.0.0.1:8080/ws/watch/demo --mjpeg - | ffplay -f mjpeg -"
+)]
+pub struct Args {
+    /// Stream to watch: ws://HOST:PORT/ws/watch/NAME (wss:// for TLS).
+    #[arg(long)]
+    url: String,
+
+    /// Viewer token, if the relay requires one (sent as Authorization: Bearer).
+    #[arg(long, env = "VSWA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+
+    /// Save every frame as DIR/frame-SEQUENCE-UTCTIME.jpg (names sort in sequence order;
+    /// files appear whole, via temp file and rename). DIR is created if missing.
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
+
+    /// Record the stream to FILE in the VSWA recording format (replayable with
+    /// `vswa-send --source replay:FILE`); flushed per frame, so a crash loses at most one.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+
+    /// Write the JPEGs back to back (MJPEG) to PATH, or to stdout with `-`, e.g.
+    /// `--mjpeg - | ffplay -f mjpeg -`. A reader that closes the pipe ends vswa-recv quietly.
+    #[arg(long, value_name = "PATH|-")]
+    mjpeg: Option<PathBuf>,
+
+    /// Show the video in a window (newest frame only; stats in the title). Needs the
+    /// `display` build feature and an X11 display; Escape or closing the window stops.
+    #[arg(long)]
+    display: bool,
+
+    /// Stop after N frames.
+    #[arg(long, value_name = "N", conflicts_with = "duration")]
+    count: Option<u64>,
+
+    /// Stop after S seconds (fractions allowed), counted from start.
+    #[arg(long, value_name = "S")]
+    duration: Option<f64>,
+
+    /// Print the final summary as one JSON object on stdout (not with `--mjpeg -`).
+    #[arg(long)]
+    pub stats_json: bool,
+
+    /// Seconds to keep trying to reach the relay at start before giving up.
+    #[arg(long, value_name = "S", default_value_t = RecvConfig::new("").connect_timeout.as_secs_f64())]
+    connect_timeout: f64,
+
+    /// Seconds to keep trying after the connection is lost before giving up
+    /// (default: retry forever).
+    #[arg(long, value_name = "S")]
+    reconnect_timeout: Option<f64>,
+
+    /// Extra trusted CA certificate (PEM) for wss://, e.g. a relay's self-signed one.
+    #[arg(long, value_name = "PEM")]
+    ca_cert: Option<PathBuf>,
+
+    /// Keep waiting when the publisher leaves (default: exit 0 when the stream ends).
+    #[arg(long)]
+    wait_on_end: bool,
+}
+
+fn seconds(name: &str, v: f64) -> Result<Duration, RecvError> {
+    vswa_cli::positive_seconds(name, v).map_err(RecvError::Usage)
+}
+
+impl Args {
+    /// The configuration these arguments describe.
+    pub fn config(&self) -> Result<RecvConfig, RecvError> {
+        config(self)
+    }
+}
+
+fn config(args: &Args) -> Result<RecvConfig, RecvError> {
+    let sinks = SinkConfig {
+        out_dir: args.out_dir.clone(),
+        record: args.record.clone(),
+        mjpeg: args.mjpeg.clone(),
+        display: args.display,
+    };
+    if args.stats_json && sinks.mjpeg_to_stdout() {
+        return Err(RecvError::Usage(
+            "--stats-json and --mjpeg - both want stdout; write the MJPEG to a file or drop --stats-json".into(),
+        ));
+    }
+    Ok(RecvConfig {
+        url: args.url.clone(),
+        token: args.token.clone().filter(|t| !t.is_empty()),
+        ca_cert: args.ca_cert.clone(),
+        connect_timeout: seconds("connect-timeout", args.connect_timeout)?,
+        reconnect_timeout: args
+            .reconnect_timeout
+            .map(|s| seconds("reconnect-timeout", s))
+            .transpose()?,
+        sinks,
+        count: args.count,
+        duration: args.duration.map(|s| seconds("duration", s)).transpose()?,
+        wait_on_end: args.wait_on_end,
+        status_line: std::io::stderr().is_terminal(),
+    })
+}

@@ -1,0 +1,255 @@
+//! The `vswa-relay` command line: clap arguments whose defaults come from
+//! [`RelayConfig::default`], turned into a [`RelayConfig`] (or a token to mint).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use vswa_cli::{parse_size, positive_seconds, Size};
+
+use crate::demo::DemoConfig;
+use crate::hub::HubConfig;
+use crate::{mint_token, unix_now, RelayConfig, TlsFiles, TokenRole};
+
+fn defaults() -> RelayConfig {
+    RelayConfig::default()
+}
+
+fn default_demo() -> DemoConfig {
+    DemoConfig::default()
+}
+
+fn default_demo_size() -> Size {
+    let demo = default_demo();
+    Size {
+        width: demo.width,
+        height: demo.height,
+    }
+}
+
+/// Relay live video: publishers send frames over WebSocket, viewers watch over
+/// WebSocket, in a browser, or as MJPEG over HTTP. One port serves everything.
+#[derive(Debug, Parser)]
+#[command(name = "vswa-relay", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+pub struct Args {
+    /// Without a subcommand the relay serves.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value_t = defaults().listen)]
+    listen: SocketAddr,
+
+    /// Also publish a built-in moving test pattern as stream "demo".
+    #[arg(long)]
+    demo: bool,
+
+    /// Size of the demo stream, WxH.
+    #[arg(long, default_value_t = default_demo_size(), value_parser = parse_size)]
+    demo_size: Size,
+
+    /// Frame rate of the demo stream.
+    #[arg(long, default_value_t = default_demo().fps)]
+    demo_fps: f64,
+
+    /// Token publishers must present (Authorization: Bearer or ?token=).
+    #[arg(long, env = "VSWA_PUBLISH_TOKEN", hide_env_values = true)]
+    publish_token: Option<String>,
+
+    /// Token viewers must present (WebSocket, MJPEG and snapshots).
+    #[arg(long, env = "VSWA_VIEW_TOKEN", hide_env_values = true)]
+    view_token: Option<String>,
+
+    /// Secret that verifies scoped tokens (see `vswa-relay token`). When set, publishing
+    /// and watching both need a token: the role's shared token or a scoped one.
+    #[arg(long, env = "VSWA_TOKEN_SECRET", hide_env_values = true)]
+    token_secret: Option<String>,
+
+    /// TLS certificate chain (PEM); with --tls-key serves https:// and wss://.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Largest accepted frame payload in bytes.
+    #[arg(long, default_value_t = defaults().hub.max_payload_len)]
+    max_frame_bytes: u32,
+
+    /// Most streams at once.
+    #[arg(long, default_value_t = defaults().hub.max_streams)]
+    max_streams: usize,
+
+    /// Most viewers per stream.
+    #[arg(long, default_value_t = defaults().hub.max_viewers_per_stream)]
+    max_viewers: usize,
+
+    /// Most viewers on the whole relay.
+    #[arg(long, default_value_t = defaults().hub.max_viewers_total)]
+    max_viewers_total: usize,
+
+    /// Most open TCP connections.
+    #[arg(long, default_value_t = defaults().max_connections)]
+    max_connections: usize,
+
+    /// Most open TCP connections from one client address (0: no limit; IPv6 clients
+    /// count per /64 network). Set this on a relay that faces the internet, so one
+    /// client cannot use up --max-connections.
+    #[arg(long, value_name = "N", default_value_t = defaults().max_connections_per_ip)]
+    max_connections_per_ip: usize,
+
+    /// Frames a viewer may fall behind before it skips to the newest.
+    #[arg(long, default_value_t = defaults().hub.viewer_queue)]
+    viewer_queue: usize,
+
+    /// Seconds a client has for the TLS handshake and request headers.
+    #[arg(long, default_value_t = defaults().handshake_timeout.as_secs_f64())]
+    handshake_timeout: f64,
+
+    /// Seconds a publisher may send nothing before it is closed.
+    #[arg(long, default_value_t = defaults().idle_timeout.as_secs_f64())]
+    idle_timeout: f64,
+
+    /// Seconds between WebSocket pings.
+    #[arg(long, default_value_t = defaults().ping_interval.as_secs_f64())]
+    ping_interval: f64,
+
+    /// Seconds a viewer may accept no data before it is disconnected.
+    #[arg(long, default_value_t = defaults().stall_timeout.as_secs_f64())]
+    stall_timeout: f64,
+
+    /// Seconds viewers wait for a publisher that left to return.
+    #[arg(long, default_value_t = defaults().end_grace.as_secs_f64())]
+    end_grace: f64,
+}
+
+/// Subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Mint a scoped token (JWT, HS256) for one stream or a stream prefix, one role and
+    /// a limited time; prints it on stdout.
+    Token(TokenArgs),
+}
+
+/// Arguments of `vswa-relay token`.
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// The stream the token opens (with --prefix: every stream whose name starts so).
+    #[arg(long)]
+    stream: String,
+
+    /// Treat --stream as a prefix.
+    #[arg(long)]
+    prefix: bool,
+
+    /// What the token allows.
+    #[arg(long, value_parser = parse_role)]
+    role: TokenRole,
+
+    /// How long the token is valid: a number with s, m, h or d (e.g. 90s, 15m, 1h, 7d).
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    ttl: Duration,
+
+    /// The relay's --token-secret.
+    #[arg(
+        long,
+        alias = "token-secret",
+        env = "VSWA_TOKEN_SECRET",
+        hide_env_values = true
+    )]
+    secret: String,
+}
+
+fn parse_role(s: &str) -> Result<TokenRole, String> {
+    match s {
+        "publish" => Ok(TokenRole::Publish),
+        "watch" => Ok(TokenRole::Watch),
+        _ => Err(format!("{s:?}: the role is publish or watch")),
+    }
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: a duration is a number with s, m, h or d")),
+    };
+    match num.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(Duration::from_secs(n.saturating_mul(scale))),
+        _ => Err(format!(
+            "{s:?}: a duration is a positive number with s, m, h or d"
+        )),
+    }
+}
+
+impl TokenArgs {
+    /// The token these arguments describe.
+    pub fn mint(&self) -> Result<String, String> {
+        mint(self)
+    }
+}
+
+fn mint(args: &TokenArgs) -> Result<String, String> {
+    if args.secret.is_empty() {
+        return Err("the secret is empty".into());
+    }
+    let scope = if args.prefix {
+        format!("{}*", args.stream)
+    } else {
+        args.stream.clone()
+    };
+    mint_token(
+        args.secret.as_bytes(),
+        &scope,
+        args.role,
+        unix_now(),
+        args.ttl,
+    )
+    .map_err(|e| e.to_string())
+}
+
+impl Args {
+    /// The relay configuration these arguments describe.
+    pub fn config(&self) -> Result<RelayConfig, String> {
+        let d = defaults();
+        Ok(RelayConfig {
+            listen: self.listen,
+            hub: HubConfig {
+                max_streams: self.max_streams,
+                max_viewers_per_stream: self.max_viewers,
+                max_viewers_total: self.max_viewers_total,
+                viewer_queue: self.viewer_queue.max(1),
+                max_payload_len: self.max_frame_bytes,
+            },
+            publish_token: self.publish_token.clone().filter(|t| !t.is_empty()),
+            view_token: self.view_token.clone().filter(|t| !t.is_empty()),
+            token_secret: self.token_secret.clone().filter(|t| !t.is_empty()),
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            },
+            handshake_timeout: positive_seconds("handshake-timeout", self.handshake_timeout)?,
+            idle_timeout: positive_seconds("idle-timeout", self.idle_timeout)?,
+            ping_interval: positive_seconds("ping-interval", self.ping_interval)?,
+            stall_timeout: positive_seconds("stall-timeout", self.stall_timeout)?,
+            end_grace: positive_seconds("end-grace", self.end_grace)?,
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            demo: self.demo.then_some(DemoConfig {
+                width: self.demo_size.width,
+                height: self.demo_size.height,
+                fps: self.demo_fps,
+            }),
+            ..d
+        })
+    }
+}

@@ -1,0 +1,161 @@
+//! `vswa-send` as a library: capture (test pattern, camera, MJPEG pipe, recording),
+//! encode and publish to a relay, with the program's exact behaviour.
+//!
+//! [`SendConfig`] holds every option with its default; [`run`] opens the source, connects
+//! and sends until the source ends, a count or duration is reached, or `shutdown`
+//! completes. Capture and encoding come from `vswa-capture`, the connection from
+//! `vswa-client`; this crate only joins them.
+#![warn(missing_docs)]
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use vswa_capture::{frames_for, CaptureError, OpenedSource, PipelineConfig, PipelineStats};
+use vswa_client::{ClientError, Publisher, PublisherConfig, PublisherStats};
+use vswa_codec::EncoderBackend;
+
+/// Everything `vswa-send` can be told; `SendConfig::new(url)` has the defaults.
+#[derive(Debug, Clone)]
+pub struct SendConfig {
+    /// Relay URL, token, TLS and connect timeout (its queue is sized from `backlog`).
+    pub publisher: PublisherConfig,
+    /// Source, size, rate, encoding, count and duration (its backlog is sized from
+    /// `backlog`).
+    pub pipeline: PipelineConfig,
+    /// Video a live source may queue before encoding and again before the network.
+    pub backlog: Duration,
+}
+
+impl SendConfig {
+    /// The defaults, publishing to `url`.
+    pub fn new(url: impl Into<String>) -> SendConfig {
+        SendConfig {
+            publisher: PublisherConfig::new(url),
+            pipeline: PipelineConfig::default(),
+            backlog: vswa_capture::DEFAULT_BACKLOG,
+        }
+    }
+}
+
+/// Why sending stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The options do not fit together (e.g. a backend this build lacks).
+    #[error("{0}")]
+    Config(String),
+    /// The source could not be opened or failed.
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    /// The relay refused or could not be reached.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+/// Live counters of a [`run`], for a status line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendStatus {
+    /// Pipeline counters.
+    pub pipeline: PipelineStats,
+    /// Publisher counters.
+    pub publisher: PublisherStats,
+    /// Time since sending started.
+    pub elapsed: Duration,
+}
+
+impl SendStatus {
+    /// Frames dropped anywhere (before encoding or at the network).
+    pub fn dropped(&self) -> u64 {
+        self.pipeline.dropped + self.publisher.dropped
+    }
+
+    /// One status line: time, frames sent, fps, encode time, bitrate, drops, viewers.
+    pub fn line(&self) -> String {
+        let secs = self.elapsed.as_secs_f64().max(0.001);
+        let p = &self.publisher;
+        let disconnected = !(p.connected || p.sent == 0 && self.elapsed.is_zero());
+        format!(
+            "{:>6.1}s  sent {:>6}  {:>5.1} fps  encode {:>5.1} ms  {:>7.0} kbit/s  dropped {}  viewers {}{}",
+            secs,
+            p.sent,
+            p.sent as f64 / secs,
+            self.pipeline.encode_ms,
+            p.bytes as f64 * 8.0 / 1000.0 / secs,
+            self.dropped(),
+            p.viewers,
+            if disconnected { "  (disconnected)" } else { "" }
+        )
+    }
+}
+
+/// Opens the source described by `config` (so a bad source fails before any
+/// connection), then connects and sends; see [`send`].
+pub async fn run(
+    mut config: SendConfig,
+    shutdown: impl Future<Output = ()>,
+    on_open: impl FnOnce(&OpenedSource),
+    status: impl FnMut(&SendStatus),
+) -> Result<SendStatus, SendError> {
+    if config.pipeline.encode.backend == EncoderBackend::TurboJpeg
+        && !EncoderBackend::TurboJpeg.is_available()
+    {
+        return Err(SendError::Config(
+            "--turbojpeg needs a build with the `turbojpeg` feature".into(),
+        ));
+    }
+    let frames = frames_for(config.backlog, config.pipeline.source.fps);
+    config.pipeline.backlog = frames;
+    config.publisher.queue = frames;
+    config.publisher.connect.validate()?;
+    let source = OpenedSource::open(config.pipeline)?;
+    on_open(&source);
+    send(source, config.publisher, shutdown, status).await
+}
+
+/// Connects `publisher`, then captures, encodes and sends until the source ends, the
+/// count or duration is reached, or `shutdown` completes. `status` is called about
+/// once a second.
+pub async fn send(
+    source: OpenedSource,
+    publisher: PublisherConfig,
+    shutdown: impl Future<Output = ()>,
+    mut status: impl FnMut(&SendStatus),
+) -> Result<SendStatus, SendError> {
+    let publisher = Publisher::connect(publisher).await?;
+    let live = source.is_live();
+    let mut pipeline = source.start();
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            frame = pipeline.next() => {
+                let Some(frame) = frame else { break };
+                if live {
+                    publisher.try_send(frame);
+                } else if publisher.send(frame).await.is_err() {
+                    break;
+                }
+            }
+            _ = tick.tick() => {
+                if publisher.is_finished() {
+                    break;
+                }
+                status(&SendStatus {
+                    pipeline: pipeline.stats(),
+                    publisher: publisher.stats(),
+                    elapsed: started.elapsed(),
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    let pipeline_result = pipeline.finish().await;
+    let publisher_stats = publisher.finish().await?;
+    let pipeline_stats = pipeline_result?;
+    Ok(SendStatus {
+        pipeline: pipeline_stats,
+        publisher: publisher_stats,
+        elapsed: started.elapsed(),
+    })
+}
