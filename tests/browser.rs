@@ -1,6 +1,6 @@
 //! The web pages in real headless browsers: Chromium (Debian's `chromium` and
 //! `chromium-driver`) and Firefox (Debian's `firefox-esr` and `geckodriver`, which is on
-//! crates.io: `cargo install --locked geckodriver`).
+//! the Rust package registry: `cargo install --locked geckodriver`).
 //!
 //! Driver: `fantoccini`, a WebDriver client, talking plain HTTP on loopback to
 //! `chromedriver` or `geckodriver`. WebDriver is a W3C standard, so the same tests drive

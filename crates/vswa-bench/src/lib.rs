@@ -12,6 +12,7 @@
 //! It leaves starting relays and the comparison to `bench/compare.sh`.
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod client;
 pub mod fanout;
 pub mod hist;

@@ -93,7 +93,7 @@ pub(crate) async fn publisher(
                     None | Some(Ok(Message::Close(_))) => break,
                     Some(Err(e)) => {
                         let text = e.to_string();
-                        if text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Message too long") {
+                        if is_message_too_long(e) {
                             let msg = format!(
                                 "message exceeds the relay's limit of {} payload bytes",
                                 state.config.hub.max_payload_len
@@ -151,6 +151,16 @@ pub(crate) async fn publisher(
             }
         }
     }
+}
+
+/// Whether a publisher socket failed because a message was over the size limit (axum
+/// wraps tungstenite's error; decided from the error's type, not its text).
+fn is_message_too_long(e: axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::error::{CapacityError, Error};
+    matches!(
+        e.into_inner().downcast_ref::<Error>(),
+        Some(Error::Capacity(CapacityError::MessageTooLong { .. }))
+    )
 }
 
 /// Events the viewer's reader half passes to its writer half.

@@ -7,6 +7,8 @@
 //! `vswa-client`; this crate only joins them.
 #![warn(missing_docs)]
 
+pub mod args;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 

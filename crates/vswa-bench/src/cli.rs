@@ -1,0 +1,216 @@
+//! The `vswa-bench` command line: subcommands `fanout`, `sweep` and `plot`, and [`run`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::fanout::{self, FanoutConfig, FanoutReport};
+use crate::sweep;
+use clap::{Args, Parser, Subcommand};
+
+/// Load tool for VSWA relays: many viewers, one publisher, latency and delivery figures.
+#[derive(Debug, Parser)]
+#[command(name = "vswa-bench", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One run: N viewers and one publisher; prints a table, or JSON with --json.
+    Fanout {
+        #[allow(missing_docs)] // flattened: its fields carry the help text
+        #[command(flatten)]
+        load: Load,
+        /// Viewers to open.
+        #[arg(long, default_value_t = 100)]
+        viewers: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Runs a list of viewer counts and writes CSV and SVG plots to --out.
+    Sweep {
+        #[allow(missing_docs)] // flattened: its fields carry the help text
+        #[command(flatten)]
+        load: Load,
+        /// Comma-separated viewer counts.
+        #[arg(long, value_delimiter = ',', default_value = "100,500,1000,2000")]
+        viewers: Vec<usize>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Series name in the CSV and plots (also the file name).
+        #[arg(long, default_value = "relay")]
+        label: String,
+        /// Add rows to an existing {out}/{label}.csv instead of starting a new one.
+        #[arg(long)]
+        append: bool,
+    },
+    /// Plots and tabulates sweep CSV files together (one line per label).
+    Plot {
+        /// Sweep CSV files.
+        #[arg(required = true)]
+        csv: Vec<PathBuf>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// File name prefix for the SVGs.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Chart title suffix.
+        #[arg(long, default_value = "")]
+        title: String,
+        /// Also write a markdown table here.
+        #[arg(long)]
+        table: Option<PathBuf>,
+    },
+}
+
+/// Load options shared by `fanout` and `sweep`.
+#[derive(Debug, Args)]
+pub struct Load {
+    /// Relay base URL.
+    #[arg(long, default_value = "ws://127.0.0.1:8080")]
+    url: String,
+    /// Stream name.
+    #[arg(long, default_value = "bench")]
+    stream: String,
+    /// Payload bytes per frame.
+    #[arg(long, default_value_t = 25_000)]
+    frame_bytes: usize,
+    /// Frames per second.
+    #[arg(long, default_value_t = 30.0)]
+    fps: f64,
+    /// Seconds of measured publishing (after 1 s of warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Relay process id, for CPU seconds and RSS from /proc.
+    #[arg(long)]
+    relay_pid: Option<u32>,
+    /// Per-viewer read buffer in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    read_buf: usize,
+    /// WebSocket handshakes in flight at once.
+    #[arg(long, default_value_t = 64)]
+    connect_concurrency: usize,
+}
+
+impl Load {
+    fn config(&self, viewers: usize) -> anyhow::Result<FanoutConfig> {
+        if !(self.duration.is_finite() && self.duration > 0.0 && self.duration <= 3600.0) {
+            anyhow::bail!("--duration must be between 0 and 3600 seconds");
+        }
+        Ok(FanoutConfig {
+            url: self.url.clone(),
+            stream: self.stream.clone(),
+            viewers,
+            frame_bytes: self.frame_bytes,
+            fps: self.fps,
+            duration: Duration::from_secs_f64(self.duration),
+            relay_pid: self.relay_pid,
+            read_buf: self.read_buf,
+            connect_concurrency: self.connect_concurrency,
+        })
+    }
+}
+
+fn table(r: &FanoutReport) -> String {
+    let opt = |v: Option<f64>, unit: &str| v.map_or("-".into(), |v| format!("{v:.2}{unit}"));
+    let mib = |v: Option<u64>| v.map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+    let rows = [
+        ("relay", r.url.clone()),
+        (
+            "viewers connected",
+            format!("{} / {}", r.viewers_connected, r.viewers_requested),
+        ),
+        ("frame", format!("{} B at {} fps", r.frame_bytes, r.fps)),
+        (
+            "frames published",
+            format!("{} in {:.2} s", r.frames_published, r.publish_seconds),
+        ),
+        (
+            "delivered",
+            format!(
+                "{:.3}% ({} frames)",
+                r.delivered_fraction * 100.0,
+                r.frames_delivered
+            ),
+        ),
+        (
+            "delivered rate",
+            format!("{:.1} MB/s", r.delivered_bytes_per_s / 1e6),
+        ),
+        ("latency p50", format!("{:.2} ms", r.latency_p50_ms)),
+        ("latency p90", format!("{:.2} ms", r.latency_p90_ms)),
+        ("latency p99", format!("{:.2} ms", r.latency_p99_ms)),
+        ("latency max", format!("{:.2} ms", r.latency_max_ms)),
+        ("sequence gaps", r.sequence_gaps.to_string()),
+        ("viewers disconnected", r.viewers_disconnected.to_string()),
+        (
+            "relay CPU",
+            format!(
+                "{} ({})",
+                opt(r.relay_cpu_s, " s"),
+                opt(r.relay_cpu_cores, " cores")
+            ),
+        ),
+        ("relay RSS connected", mib(r.relay_rss_connected_kib)),
+        ("relay RSS peak", mib(r.relay_rss_peak_kib)),
+        ("vswa-bench CPU", format!("{:.2} s", r.bench_cpu_s)),
+    ];
+    rows.iter().map(|(k, v)| format!("{k:<22} {v}\n")).collect()
+}
+
+/// Runs one subcommand.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Fanout {
+            load,
+            viewers,
+            json,
+        } => {
+            let r = fanout::run(&load.config(viewers)?).await?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                print!("{}", table(&r));
+            }
+        }
+        Command::Sweep {
+            load,
+            viewers,
+            out,
+            label,
+            append,
+        } => {
+            if viewers.is_empty() || viewers.contains(&0) {
+                anyhow::bail!("--viewers needs one or more positive counts");
+            }
+            let base = load.config(viewers[0])?;
+            sweep::run(&base, &viewers, &label, &out, append).await?;
+            eprintln!("wrote {}/{label}.csv and {label}-*.svg", out.display());
+        }
+        Command::Plot {
+            csv,
+            out,
+            prefix,
+            title,
+            table,
+        } => {
+            let mut rows = Vec::new();
+            for path in &csv {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+                rows.extend(sweep::read_csv(&text)?);
+            }
+            std::fs::create_dir_all(&out)?;
+            sweep::plot(&rows, &out, &prefix, &title)?;
+            if let Some(t) = table {
+                std::fs::write(&t, sweep::markdown_table(&rows))?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! The `vswa-send` command line: clap arguments whose defaults come from
+//! [`SendConfig::new`], turned into a [`SendConfig`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use vswa_capture::SourceSpec;
+use vswa_cli as cli;
+use vswa_codec::{EncoderBackend, Subsampling};
+
+use crate::SendConfig;
+
+/// Capture video, encode it as JPEG and publish it to a VSWA relay.
+///
+/// Example: vswa-send --url ws://127.0.0.1:8080/ws/publish/cam1 --source test --fps 30
+#[derive(Debug, Parser)]
+#[command(name = "vswa-send", version, about)]
+pub struct Args {
+    /// Relay publish URL: ws://HOST:PORT/ws/publish/NAME (or wss://).
+    #[arg(long)]
+    url: String,
+
+    /// Publish token, sent as `Authorization: Bearer`.
+    #[arg(long, env = "VSWA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+
+    /// What to send: test (moving test pattern), camera or camera:INDEX (webcam,
+    /// needs the `camera` build feature), mjpeg:- (concatenated JPEGs on stdin, e.g.
+    /// from `ffmpeg ... -f mjpeg -`), mjpeg:PATH, or replay:FILE (a vswa-recv recording).
+    #[arg(long, default_value_t = defaults().pipeline.spec, value_parser = parse_source)]
+    source: SourceSpec,
+
+    /// Picture size WIDTHxHEIGHT for the test pattern and the camera request.
+    #[arg(long, default_value_t = default_size(), value_parser = cli::parse_size)]
+    size: cli::Size,
+
+    /// Frames per second (test pattern and camera: capture rate; files and replays:
+    /// playback rate; default 30, replays keep their recorded pace).
+    #[arg(long, value_parser = parse_fps)]
+    fps: Option<f64>,
+
+    /// JPEG quality, 1 (smallest) to 100 (best).
+    #[arg(long, default_value_t = defaults().pipeline.encode.quality, value_parser = clap::value_parser!(u8).range(1..=100))]
+    quality: u8,
+
+    /// Chroma subsampling: 420, 422 or 444.
+    #[arg(long, default_value = "420", value_parser = parse_subsampling)]
+    subsampling: Subsampling,
+
+    /// Encoder threads (default: one per CPU core).
+    #[arg(long)]
+    encode_threads: Option<usize>,
+
+    /// Use libjpeg-turbo to encode (needs the `turbojpeg` build feature).
+    #[arg(long)]
+    turbojpeg: bool,
+
+    /// Milliseconds of video a live source (test pattern, camera) may queue, before
+    /// encoding and again before the network, when the machine or the network briefly
+    /// falls behind; beyond that frames are dropped and counted. More rides out longer
+    /// hiccups; less keeps latency lower when the network stays too slow. Each queue
+    /// holds at least 2 and at most 30 frames, whatever the rate.
+    #[arg(long, value_name = "MS", default_value_t = defaults().backlog.as_millis() as u64, value_parser = clap::value_parser!(u64).range(0..=5000))]
+    backlog: u64,
+
+    /// Stop after this many frames (frames a live source dropped count too, so
+    /// sequence numbers end at N-1).
+    #[arg(long, conflicts_with = "duration")]
+    count: Option<u64>,
+
+    /// Stop after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+
+    /// Start a replay over when it ends.
+    #[arg(long = "loop")]
+    loop_replay: bool,
+
+    /// Seconds to keep trying to reach the relay at startup.
+    #[arg(long, default_value_t = defaults().publisher.initial_timeout.as_secs_f64())]
+    connect_timeout: f64,
+
+    /// Extra CA certificate (PEM) to trust for wss:// (e.g. a self-signed relay).
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
+
+    /// No live status line.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn parse_source(s: &str) -> Result<SourceSpec, String> {
+    s.parse()
+        .map_err(|e: vswa_capture::CaptureError| e.to_string())
+}
+
+fn parse_fps(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f.is_finite() && f > 0.0 && f <= 1000.0 => Ok(f),
+        _ => Err(format!(
+            "{s:?}: frame rate must be a number above 0 and at most 1000"
+        )),
+    }
+}
+
+fn parse_subsampling(s: &str) -> Result<Subsampling, String> {
+    match s {
+        "420" | "4:2:0" => Ok(Subsampling::S420),
+        "422" | "4:2:2" => Ok(Subsampling::S422),
+        "444" | "4:4:4" => Ok(Subsampling::S444),
+        _ => Err(format!("{s:?}: use 420, 422 or 444")),
+    }
+}
+
+fn defaults() -> SendConfig {
+    SendConfig::new("")
+}
+
+fn default_size() -> cli::Size {
+    let source = defaults().pipeline.source;
+    cli::Size {
+        width: source.width,
+        height: source.height,
+    }
+}
+
+impl Args {
+    /// The configuration these arguments describe.
+    pub fn config(&self) -> Result<SendConfig, String> {
+        let mut c = SendConfig::new(self.url.clone());
+        let p = &mut c.pipeline;
+        p.spec = self.source.clone();
+        (p.source.width, p.source.height) = (self.size.width, self.size.height);
+        p.source.fps = self.fps;
+        p.source.loop_replay = self.loop_replay;
+        p.encode.quality = self.quality;
+        p.encode.subsampling = self.subsampling;
+        if self.turbojpeg {
+            p.encode.backend = EncoderBackend::TurboJpeg;
+        }
+        p.encode_threads = self.encode_threads.unwrap_or(p.encode_threads).max(1);
+        p.count = self.count;
+        p.duration = self
+            .duration
+            .map(|d| cli::positive_seconds("duration", d))
+            .transpose()?;
+        let publisher = &mut c.publisher;
+        publisher.connect.token = self.token.clone().filter(|t| !t.is_empty());
+        publisher.connect.ca_cert = self.ca_cert.clone();
+        publisher.initial_timeout = cli::positive_seconds("connect-timeout", self.connect_timeout)?;
+        c.backlog = Duration::from_millis(self.backlog);
+        Ok(c)
+    }
+}
