@@ -10,6 +10,9 @@ pub const PROTOCOL_VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 32;
 /// Default upper bound on a frame's payload length (16 MiB), checked before any payload
 /// byte is buffered. A 4K JPEG at high quality is a few MiB.
+///
+/// This is the decoder's default. A relay has its own limit (vswa-relay: 8 MiB) and
+/// announces it in [`Hello::max_payload_len`](crate::control::Hello::max_payload_len).
 pub const DEFAULT_MAX_PAYLOAD_LEN: u32 = 16 * 1024 * 1024;
 
 /// What the payload is.

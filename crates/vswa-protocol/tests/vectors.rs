@@ -2,20 +2,39 @@
 
 use std::collections::HashMap;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use vswa_protocol::recording::{self, RecordingWriter};
-use vswa_protocol::{Codec, DecodeError, Flags, Frame, FrameHeader, DEFAULT_MAX_PAYLOAD_LEN};
+use vswa_protocol::{
+    Codec, DecodeError, Flags, Frame, FrameDecoder, FrameHeader, DEFAULT_MAX_PAYLOAD_LEN,
+};
 
 const PROTOCOL_MD: &str = include_str!("../../../docs/PROTOCOL.md");
 
-/// Every ```` ```hex vector=NAME ```` block in the document, decoded.
-fn vectors() -> HashMap<String, Vec<u8>> {
+/// One ```` ```hex vector=NAME [error=ERROR] ```` block of the document.
+struct Vector {
+    bytes: Vec<u8>,
+    /// For invalid inputs: the error (section 1's identifiers) they must be rejected with.
+    error: Option<String>,
+}
+
+/// Every hex vector block in the document, by name.
+fn vectors() -> HashMap<String, Vector> {
     let mut out = HashMap::new();
     let mut lines = PROTOCOL_MD.lines();
     while let Some(line) = lines.next() {
-        let Some(name) = line.trim().strip_prefix("```hex vector=") else {
+        let Some(info) = line.trim().strip_prefix("```hex ") else {
             continue;
         };
+        let mut name = None;
+        let mut error = None;
+        for attr in info.split_whitespace() {
+            match attr.split_once('=') {
+                Some(("vector", v)) => name = Some(v.to_owned()),
+                Some(("error", e)) => error = Some(e.to_owned()),
+                _ => panic!("unknown attribute {attr:?} in {line:?}"),
+            }
+        }
+        let name = name.unwrap_or_else(|| panic!("hex block without vector=NAME: {line:?}"));
         let mut hex = String::new();
         for body in lines.by_ref() {
             if body.trim() == "```" {
@@ -29,7 +48,7 @@ fn vectors() -> HashMap<String, Vec<u8>> {
             .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex digit"))
             .collect();
         assert!(
-            out.insert(name.to_owned(), bytes).is_none(),
+            out.insert(name.clone(), Vector { bytes, error }).is_none(),
             "duplicate vector {name}"
         );
     }
@@ -40,21 +59,79 @@ fn vector(name: &str) -> Vec<u8> {
     vectors()
         .remove(name)
         .unwrap_or_else(|| panic!("docs/PROTOCOL.md has no vector {name}"))
+        .bytes
 }
+
+/// The identifier PROTOCOL.md uses for each decode error (section 1, "Decoding rules").
+fn error_id(e: &DecodeError) -> &'static str {
+    match e {
+        DecodeError::Truncated { .. } => "truncated",
+        DecodeError::BadMagic { .. } => "bad_magic",
+        DecodeError::UnsupportedVersion { .. } => "unsupported_version",
+        DecodeError::UnknownCodec { .. } => "unknown_codec",
+        DecodeError::ReservedFlags { .. } => "reserved_flags",
+        DecodeError::PayloadTooLarge { .. } => "payload_too_large",
+        DecodeError::TrailingBytes { .. } => "trailing_bytes",
+    }
+}
+
+/// Vectors and the error each must fail with (`None`: must be valid).
+const EXPECTED: &[(&str, Option<&str>)] = &[
+    ("minimal-frame", None),
+    ("all-flags-frame", None),
+    ("recording-two-frames", None),
+    ("bad-magic", Some("bad_magic")),
+    ("unsupported-version", Some("unsupported_version")),
+    ("unknown-codec", Some("unknown_codec")),
+    ("reserved-flags", Some("reserved_flags")),
+    ("payload-too-large", Some("payload_too_large")),
+    ("truncated-payload", Some("truncated")),
+    ("trailing-bytes", Some("trailing_bytes")),
+];
 
 #[test]
 fn document_has_all_vectors() {
-    let names = vectors();
-    for name in [
-        "minimal-frame",
-        "all-flags-frame",
-        "recording-two-frames",
-        "bad-magic",
-        "unsupported-version",
-        "reserved-flags",
-        "truncated-payload",
-    ] {
-        assert!(names.contains_key(name), "missing vector {name}");
+    let all = vectors();
+    for (name, error) in EXPECTED {
+        let v = all
+            .get(*name)
+            .unwrap_or_else(|| panic!("missing vector {name}"));
+        assert_eq!(v.error.as_deref(), *error, "error= of vector {name}");
+    }
+    for name in all.keys() {
+        assert!(
+            EXPECTED.iter().any(|(n, _)| n == name),
+            "vector {name} is not checked by this test"
+        );
+    }
+    // Every error identifier a vector uses is defined in the decoding rules table.
+    for (_, error) in EXPECTED {
+        if let Some(id) = error {
+            assert!(
+                PROTOCOL_MD.contains(&format!("| `{id}` |")),
+                "PROTOCOL.md does not define error {id}"
+            );
+        }
+    }
+}
+
+/// Each `error=` vector, as one WebSocket message, fails with its error; a streaming
+/// decoder fails the same way, except that truncated input there means "read more".
+#[test]
+fn error_vectors_fail_with_their_error() {
+    for (name, v) in vectors() {
+        let Some(expected) = v.error else { continue };
+        let err = Frame::decode(&v.bytes)
+            .map(|_| ())
+            .expect_err(&format!("vector {name} decodes"));
+        assert_eq!(error_id(&err), expected, "vector {name}: {err}");
+        let streamed = FrameDecoder::default().decode(&mut BytesMut::from(&v.bytes[..]));
+        match streamed {
+            Ok(None) => assert_eq!(expected, "truncated", "vector {name}"),
+            // A stream is not one message: bytes after the frame are the next frame.
+            Ok(Some(_)) => assert_eq!(expected, "trailing_bytes", "vector {name}"),
+            Err(e) => assert_eq!(error_id(&e), expected, "vector {name}: {e}"),
+        }
     }
 }
 
@@ -133,6 +210,10 @@ fn invalid_vectors_are_rejected() {
         Err(DecodeError::UnsupportedVersion { version: 2 })
     );
     assert_eq!(
+        Frame::decode(&vector("unknown-codec")),
+        Err(DecodeError::UnknownCodec { codec: 0 })
+    );
+    assert_eq!(
         Frame::decode(&vector("reserved-flags")),
         Err(DecodeError::ReservedFlags { flags: 8 })
     );
@@ -142,6 +223,22 @@ fn invalid_vectors_are_rejected() {
             needed: 36,
             available: 34
         })
+    );
+    assert_eq!(
+        Frame::decode(&vector("payload-too-large")),
+        Err(DecodeError::PayloadTooLarge {
+            len: DEFAULT_MAX_PAYLOAD_LEN + 1,
+            max: DEFAULT_MAX_PAYLOAD_LEN
+        })
+    );
+    // The length field alone (the first 12 bytes) is enough to refuse it.
+    assert!(matches!(
+        FrameDecoder::default().decode(&mut BytesMut::from(&vector("payload-too-large")[..12])),
+        Err(DecodeError::PayloadTooLarge { .. })
+    ));
+    assert_eq!(
+        Frame::decode(&vector("trailing-bytes")),
+        Err(DecodeError::TrailingBytes { extra: 1 })
     );
     assert_eq!(
         DEFAULT_MAX_PAYLOAD_LEN,
