@@ -1,7 +1,10 @@
 //! The VSWA wire format, sans IO.
 //!
 //! One encoded frame is a fixed 32-byte big-endian [`FrameHeader`] followed by the
-//! payload (a JPEG picture). The same bytes are one WebSocket binary message and, because
+//! payload: a JPEG picture ([`Codec::Jpeg`]) or one H.264 access unit in Annex B format
+//! ([`Codec::H264`]). Decoding validates the header and the framing;
+//! [`check_payload`] additionally checks that a payload starts the way its codec
+//! requires, for relays and picture decoders. The same bytes are one WebSocket binary message and, because
 //! the header carries the payload length, a self-delimiting record in a byte stream or a
 //! [recording file](recording). Control messages travel as JSON text ([`control`]).
 //!
@@ -36,6 +39,7 @@ mod decoder;
 mod error;
 mod frame;
 mod header;
+mod payload;
 pub mod recording;
 mod stream_name;
 #[cfg(feature = "tokio-codec")]
@@ -48,4 +52,5 @@ pub use frame::Frame;
 pub use header::{
     Codec, Flags, FrameHeader, DEFAULT_MAX_PAYLOAD_LEN, HEADER_LEN, MAGIC, PROTOCOL_VERSION,
 };
+pub use payload::check_payload;
 pub use stream_name::{InvalidStreamName, StreamName, STREAM_NAME_MAX_LEN};

@@ -3,10 +3,13 @@
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use vswa_protocol::recording::{self, RecordingError, RecordingWriter, RECORDING_HEADER_LEN};
-use vswa_protocol::{Codec, DecodeError, Flags, Frame, FrameDecoder, FrameHeader, HEADER_LEN};
+use vswa_protocol::{
+    check_payload, Codec, DecodeError, Flags, Frame, FrameDecoder, FrameHeader, HEADER_LEN,
+};
 
 fn arb_frame() -> impl Strategy<Value = Frame> {
     (
+        prop_oneof![Just(Codec::Jpeg), Just(Codec::H264)],
         0u16..=7,
         any::<u16>(),
         any::<u16>(),
@@ -14,20 +17,22 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
         any::<u64>(),
         proptest::collection::vec(any::<u8>(), 0..300),
     )
-        .prop_map(|(flags, width, height, sequence, timestamp_us, payload)| {
-            Frame::new(
-                FrameHeader {
-                    codec: Codec::Jpeg,
-                    flags: Flags::from_bits(flags).unwrap(),
-                    payload_len: 0,
-                    width,
-                    height,
-                    sequence,
-                    timestamp_us,
-                },
-                Bytes::from(payload),
-            )
-        })
+        .prop_map(
+            |(codec, flags, width, height, sequence, timestamp_us, payload)| {
+                Frame::new(
+                    FrameHeader {
+                        codec,
+                        flags: Flags::from_bits(flags).unwrap(),
+                        payload_len: 0,
+                        width,
+                        height,
+                        sequence,
+                        timestamp_us,
+                    },
+                    Bytes::from(payload),
+                )
+            },
+        )
 }
 
 /// Feeds `wire` to a streaming decoder in the given chunk sizes.
@@ -72,7 +77,9 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
-        let _ = Frame::decode(&bytes);
+        if let Ok(frame) = Frame::decode(&bytes) {
+            let _ = check_payload(frame.header(), frame.payload());
+        }
         let _ = FrameHeader::decode(&bytes, 1024);
         let mut decoder = FrameDecoder::new(1 << 20);
         let mut buf = BytesMut::from(&bytes[..]);

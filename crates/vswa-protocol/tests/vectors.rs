@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use bytes::{Bytes, BytesMut};
 use vswa_protocol::recording::{self, RecordingWriter};
 use vswa_protocol::{
-    Codec, DecodeError, Flags, Frame, FrameDecoder, FrameHeader, DEFAULT_MAX_PAYLOAD_LEN,
+    check_payload, Codec, DecodeError, Flags, Frame, FrameDecoder, FrameHeader,
+    DEFAULT_MAX_PAYLOAD_LEN,
 };
 
 const PROTOCOL_MD: &str = include_str!("../../../docs/PROTOCOL.md");
@@ -72,6 +73,7 @@ fn error_id(e: &DecodeError) -> &'static str {
         DecodeError::ReservedFlags { .. } => "reserved_flags",
         DecodeError::PayloadTooLarge { .. } => "payload_too_large",
         DecodeError::TrailingBytes { .. } => "trailing_bytes",
+        DecodeError::InvalidPayload { .. } => "invalid_payload",
     }
 }
 
@@ -79,6 +81,8 @@ fn error_id(e: &DecodeError) -> &'static str {
 const EXPECTED: &[(&str, Option<&str>)] = &[
     ("minimal-frame", None),
     ("all-flags-frame", None),
+    ("h264-keyframe", None),
+    ("h264-delta-frame", None),
     ("recording-two-frames", None),
     ("bad-magic", Some("bad_magic")),
     ("unsupported-version", Some("unsupported_version")),
@@ -87,6 +91,7 @@ const EXPECTED: &[(&str, Option<&str>)] = &[
     ("payload-too-large", Some("payload_too_large")),
     ("truncated-payload", Some("truncated")),
     ("trailing-bytes", Some("trailing_bytes")),
+    ("jpeg-payload-not-jpeg", Some("invalid_payload")),
 ];
 
 #[test]
@@ -115,21 +120,28 @@ fn document_has_all_vectors() {
     }
 }
 
-/// Each `error=` vector, as one WebSocket message, fails with its error; a streaming
-/// decoder fails the same way, except that truncated input there means "read more".
+/// Each `error=` vector, as one WebSocket message, fails with its error: decoding
+/// fails, or for `invalid_payload` decoding succeeds and the payload check fails. A
+/// streaming decoder fails the same way, except that truncated input there means "read
+/// more".
 #[test]
 fn error_vectors_fail_with_their_error() {
     for (name, v) in vectors() {
         let Some(expected) = v.error else { continue };
         let err = Frame::decode(&v.bytes)
-            .map(|_| ())
-            .expect_err(&format!("vector {name} decodes"));
+            .and_then(|f| check_payload(f.header(), f.payload()))
+            .expect_err(&format!("vector {name} is valid"));
         assert_eq!(error_id(&err), expected, "vector {name}: {err}");
         let streamed = FrameDecoder::default().decode(&mut BytesMut::from(&v.bytes[..]));
         match streamed {
             Ok(None) => assert_eq!(expected, "truncated", "vector {name}"),
             // A stream is not one message: bytes after the frame are the next frame.
-            Ok(Some(_)) => assert_eq!(expected, "trailing_bytes", "vector {name}"),
+            Ok(Some(_)) if expected == "trailing_bytes" => {}
+            Ok(Some(f)) => {
+                let e = check_payload(f.header(), f.payload())
+                    .expect_err(&format!("vector {name} is a valid stream"));
+                assert_eq!(error_id(&e), expected, "vector {name}: {e}");
+            }
             Err(e) => assert_eq!(error_id(&e), expected, "vector {name}: {e}"),
         }
     }
@@ -174,6 +186,83 @@ fn all_flags_frame() {
     let decoded = Frame::decode(&hex).unwrap();
     assert_eq!(decoded, frame);
     assert_eq!(decoded.header().payload_len, 4);
+}
+
+/// The keyframe of the H.264 vectors: SPS, PPS and IDR slice of a 16x16 grey picture.
+const H264_KEYFRAME: &[u8] = &[
+    0x00, 0x00, 0x00, 0x01, 0x67, 0x42, 0xc0, 0x1e, 0xda, 0x79, // SPS
+    0x00, 0x00, 0x00, 0x01, 0x68, 0xce, 0x38, 0x80, // PPS
+    0x00, 0x00, 0x01, 0x65, 0x88, 0x84, 0x93, 0xc0, // IDR slice
+];
+/// The following delta frame: a P slice that skips the one macroblock.
+const H264_DELTA: &[u8] = &[0x00, 0x00, 0x01, 0x41, 0x9a, 0x22, 0xa0];
+
+#[test]
+fn h264_frames() {
+    let key = Frame::new(
+        FrameHeader::h264(0, 1_763_720_100_000_000, 16, 16, true),
+        Bytes::from_static(H264_KEYFRAME),
+    );
+    let delta = Frame::new(
+        FrameHeader::h264(1, 1_763_720_100_033_333, 16, 16, false),
+        Bytes::from_static(H264_DELTA),
+    );
+    for (name, frame) in [("h264-keyframe", &key), ("h264-delta-frame", &delta)] {
+        let hex = vector(name);
+        assert_eq!(frame.to_bytes(), hex, "{name}");
+        let decoded = Frame::decode(&hex).unwrap();
+        assert_eq!(&decoded, frame, "{name}");
+        assert_eq!(decoded.header().codec, Codec::H264);
+        check_payload(decoded.header(), decoded.payload()).unwrap();
+    }
+    assert_eq!(key.header().flags, Flags::KEYFRAME);
+    assert_eq!(delta.header().flags, Flags::empty());
+    // The codec string, derived as PROTOCOL.md tells a WebCodecs user to.
+    assert_eq!(
+        avc1_codec_string(key.payload()).as_deref(),
+        Some("avc1.42C01E")
+    );
+    assert!(PROTOCOL_MD.contains("`avc1.42C01E`"));
+    assert_eq!(avc1_codec_string(delta.payload()), None);
+}
+
+/// PROTOCOL.md's recipe: the three bytes after the header byte of the first NAL unit of
+/// type 7 (SPS), as hex, after `avc1.`.
+fn avc1_codec_string(annex_b: &[u8]) -> Option<String> {
+    let mut i = 0;
+    while i + 3 <= annex_b.len() {
+        if annex_b[i..i + 3] == [0, 0, 1] {
+            let nal = &annex_b[i + 3..];
+            if nal.first().is_some_and(|b| b & 0x1f == 7) && nal.len() >= 4 {
+                return Some(format!("avc1.{:02X}{:02X}{:02X}", nal[1], nal[2], nal[3]));
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+#[test]
+fn positive_frame_vectors_and_the_payload_check() {
+    // Decoding does not look inside payloads: the minimal frame is a valid frame, but
+    // its empty JPEG payload (without END_OF_STREAM) fails the payload check.
+    let minimal = Frame::decode(&vector("minimal-frame")).unwrap();
+    assert!(matches!(
+        check_payload(minimal.header(), minimal.payload()),
+        Err(DecodeError::InvalidPayload { codec: Codec::Jpeg, ref found }) if found.is_empty()
+    ));
+    let all = Frame::decode(&vector("all-flags-frame")).unwrap();
+    check_payload(all.header(), all.payload()).unwrap();
+    let bad = Frame::decode(&vector("jpeg-payload-not-jpeg")).unwrap();
+    assert_eq!(
+        check_payload(bad.header(), bad.payload()),
+        Err(DecodeError::InvalidPayload {
+            codec: Codec::Jpeg,
+            found: vec![0x89, 0x50, 0x4e, 0x47]
+        })
+    );
 }
 
 #[test]
