@@ -6,7 +6,9 @@
 //! [`check_payload`] additionally checks that a payload starts the way its codec
 //! requires, for relays and picture decoders. The same bytes are one WebSocket binary message and, because
 //! the header carries the payload length, a self-delimiting record in a byte stream or a
-//! [recording file](recording). Control messages travel as JSON text ([`control`]).
+//! [recording file](recording). Control messages travel as JSON text ([`control`]);
+//! [`ClockSync`] turns their `time` exchanges into clock offsets, so capture timestamps
+//! can be read on any participant's clock.
 //!
 //! This crate does no IO and never reads the clock: callers pass bytes and timestamps in.
 //! Sockets, capture and encoding live in the other VSWA crates. `docs/PROTOCOL.md` in the
@@ -34,6 +36,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod clock;
 pub mod control;
 mod decoder;
 mod error;
@@ -45,6 +48,7 @@ mod stream_name;
 #[cfg(feature = "tokio-codec")]
 pub mod tokio_codec;
 
+pub use clock::{ClockSample, ClockSync};
 pub use control::{ControlMessage, ErrorCode};
 pub use decoder::FrameDecoder;
 pub use error::DecodeError;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use bytes::{Bytes, BytesMut};
 use vswa_protocol::recording::{self, RecordingWriter};
 use vswa_protocol::{
-    check_payload, Codec, DecodeError, Flags, Frame, FrameDecoder, FrameHeader,
+    check_payload, Codec, ControlMessage, DecodeError, Flags, Frame, FrameDecoder, FrameHeader,
     DEFAULT_MAX_PAYLOAD_LEN,
 };
 
@@ -334,4 +334,26 @@ fn invalid_vectors_are_rejected() {
         16 * 1024 * 1024,
         "docs state 16 MiB"
     );
+}
+
+/// Every line of the document's ```` ```json ```` blocks is a control message that
+/// parses and serialises back to the same text.
+#[test]
+fn control_message_examples() {
+    let mut lines = PROTOCOL_MD.lines();
+    let mut seen = 0;
+    while let Some(line) = lines.next() {
+        if line.trim() != "```json" {
+            continue;
+        }
+        for body in lines.by_ref() {
+            if body.trim() == "```" {
+                break;
+            }
+            let msg = ControlMessage::from_json(body).unwrap_or_else(|e| panic!("{body}: {e}"));
+            assert_eq!(msg.to_json(), body);
+            seen += 1;
+        }
+    }
+    assert!(seen >= 7, "only {seen} examples");
 }
