@@ -3,6 +3,9 @@
 //! JSON keeps browsers and generic tools (websocat, wscat) able to speak the protocol.
 //! Receivers ignore fields they do not know; an unknown `type` fails to parse and should
 //! be ignored by clients, so servers can add message types without a version bump.
+//!
+//! [`Time`] and [`Clock`] carry clock synchronisation; [`crate::clock`] does the
+//! arithmetic.
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +21,12 @@ pub enum ControlMessage {
     End(End),
     /// Sent to a publisher whenever its number of viewers changes.
     Viewers(Viewers),
+    /// Clock synchronisation, NTP-style: a client's request (`t0` only) or the relay's
+    /// response (`t0` echoed, `t1`, `t2`).
+    Time(Time),
+    /// The publisher's clock offset to the relay: publisher → relay, and relay →
+    /// viewers, so viewers can put capture timestamps on their own clock.
+    Clock(Clock),
 }
 
 impl ControlMessage {
@@ -37,6 +46,27 @@ impl ControlMessage {
         ControlMessage::Error(ErrorMessage {
             code,
             message: message.into(),
+        })
+    }
+
+    /// A client's `time` request, sent at `t0` (µs since the UNIX epoch, client clock).
+    /// [`ClockSync::request`](crate::ClockSync::request) makes these and remembers them.
+    pub fn time_request(t0: u64) -> ControlMessage {
+        ControlMessage::Time(Time {
+            t0,
+            t1: None,
+            t2: None,
+        })
+    }
+
+    /// The relay's answer to a `time` request: `request_t0` echoed, `t1` when the
+    /// request arrived and `t2` when this answer is sent (µs since the UNIX epoch, relay
+    /// clock). Read `t1` as early and `t2` as late as possible; `t2 >= t1`.
+    pub fn time_response(request_t0: u64, t1: u64, t2: u64) -> ControlMessage {
+        ControlMessage::Time(Time {
+            t0: request_t0,
+            t1: Some(t1),
+            t2: Some(t2),
         })
     }
 }
@@ -183,6 +213,56 @@ pub struct Viewers {
     pub count: u32,
 }
 
+/// A `time` message. All times are integers, microseconds since the UNIX epoch.
+///
+/// A request has only `t0`; a response has all three. A message with only one of `t1`
+/// and `t2` is neither and is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Time {
+    /// When the client sent the request, on the client's clock (echoed in the response).
+    pub t0: u64,
+    /// When the relay received the request, on the relay's clock (responses only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t1: Option<u64>,
+    /// When the relay sent the response, on the relay's clock (responses only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t2: Option<u64>,
+}
+
+impl Time {
+    /// True for a client's request (neither `t1` nor `t2`), which a relay answers with
+    /// [`ControlMessage::time_response`].
+    pub fn is_request(&self) -> bool {
+        self.t1.is_none() && self.t2.is_none()
+    }
+}
+
+/// A `clock` message: the publisher's clock offset to the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Clock {
+    /// Relay clock minus publisher clock, in microseconds (signed): a publisher
+    /// timestamp plus this is the same instant on the relay's clock.
+    pub publisher_offset_us: i64,
+    /// The round-trip time of the exchange the offset comes from, in microseconds; the
+    /// offset is off by at most half of it.
+    pub rtt_us: u64,
+}
+
+impl Clock {
+    /// Changes of the offset up to this many microseconds are not worth a new `clock`
+    /// message (1 ms).
+    pub const THRESHOLD_US: u64 = 1_000;
+
+    /// True if this offset differs from `earlier`'s by more than
+    /// [`Clock::THRESHOLD_US`]: a publisher sends a new `clock`, and a relay forwards
+    /// one to its viewers, only then.
+    pub fn differs_from(&self, earlier: &Clock) -> bool {
+        self.publisher_offset_us
+            .abs_diff(earlier.publisher_offset_us)
+            > Clock::THRESHOLD_US
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,6 +289,10 @@ mod tests {
             })
         );
         assert!(ControlMessage::from_json(r#"{"type":"nope"}"#).is_err());
+        assert!(
+            ControlMessage::from_json(r#"{"count":1}"#).is_err(),
+            "no type"
+        );
         assert!(ControlMessage::from_json("not json").is_err());
         let code: ErrorCode = serde_json::from_str("\"from_the_future\"").unwrap();
         assert_eq!(code, ErrorCode::Unknown);
@@ -232,5 +316,66 @@ mod tests {
         ] {
             assert_eq!(serde_json::to_string(&code).unwrap(), format!("\"{code}\""));
         }
+    }
+
+    #[test]
+    fn time_and_clock_shapes() {
+        let req = ControlMessage::time_request(1_763_720_100_000_000);
+        assert_eq!(req.to_json(), r#"{"type":"time","t0":1763720100000000}"#);
+        let resp = ControlMessage::time_response(1, 2, 3);
+        assert_eq!(resp.to_json(), r#"{"type":"time","t0":1,"t1":2,"t2":3}"#);
+        for msg in [&req, &resp] {
+            assert_eq!(&ControlMessage::from_json(&msg.to_json()).unwrap(), msg);
+        }
+        let ControlMessage::Time(t) = req else {
+            unreachable!()
+        };
+        assert!(t.is_request());
+        let ControlMessage::Time(t) = resp else {
+            unreachable!()
+        };
+        assert!(!t.is_request());
+        // Only one of t1/t2: neither a request nor a complete response.
+        let ControlMessage::Time(half) =
+            ControlMessage::from_json(r#"{"type":"time","t0":1,"t1":2}"#).unwrap()
+        else {
+            unreachable!()
+        };
+        assert!(!half.is_request());
+        // Unknown fields are ignored; fractions, negatives and strings are not times.
+        assert_eq!(
+            ControlMessage::from_json(r#"{"type":"time","t0":5,"from":"the future"}"#).unwrap(),
+            ControlMessage::time_request(5)
+        );
+        for bad in [
+            r#"{"type":"time","t0":1.5}"#,
+            r#"{"type":"time","t0":-1}"#,
+            r#"{"type":"time","t0":"1"}"#,
+            r#"{"type":"time"}"#,
+        ] {
+            assert!(ControlMessage::from_json(bad).is_err(), "{bad}");
+        }
+
+        let clock = ControlMessage::Clock(Clock {
+            publisher_offset_us: -1_500_000,
+            rtt_us: 4_000,
+        });
+        assert_eq!(
+            clock.to_json(),
+            r#"{"type":"clock","publisher_offset_us":-1500000,"rtt_us":4000}"#
+        );
+        assert_eq!(ControlMessage::from_json(&clock.to_json()).unwrap(), clock);
+    }
+
+    #[test]
+    fn clock_threshold() {
+        let at = |publisher_offset_us| Clock {
+            publisher_offset_us,
+            rtt_us: 0,
+        };
+        assert!(!at(1_000).differs_from(&at(0)));
+        assert!(at(1_001).differs_from(&at(0)));
+        assert!(at(-1_001).differs_from(&at(0)));
+        assert!(at(i64::MIN).differs_from(&at(i64::MAX)));
     }
 }

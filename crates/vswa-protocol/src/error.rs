@@ -1,5 +1,7 @@
 //! Errors from decoding wire bytes.
 
+use crate::Codec;
+
 /// Why bytes could not be decoded as a frame.
 ///
 /// [`DecodeError::Truncated`] means the input ended early; the other variants mean the
@@ -52,6 +54,29 @@ pub enum DecodeError {
         /// How many bytes followed the frame.
         extra: usize,
     },
+    /// The payload does not start the way its codec requires (JPEG: the SOI marker
+    /// `FF D8`; H.264: an Annex B start code), or is empty without `END_OF_STREAM`.
+    /// Only [`check_payload`](crate::check_payload) reports this; decoding a frame does
+    /// not look inside the payload.
+    #[error("invalid {codec} payload: {}", payload_problem(*.codec, .found))]
+    InvalidPayload {
+        /// The codec the header names.
+        codec: Codec,
+        /// The first bytes of the payload (up to 4; empty for an empty payload).
+        found: Vec<u8>,
+    },
+}
+
+/// The second half of [`DecodeError::InvalidPayload`]'s message.
+fn payload_problem(codec: Codec, found: &[u8]) -> String {
+    if found.is_empty() {
+        return "the payload is empty (only an END_OF_STREAM frame may be empty)".into();
+    }
+    let expected = match codec {
+        Codec::Jpeg => "the JPEG SOI marker FF D8",
+        Codec::H264 => "an Annex B start code (00 00 01 or 00 00 00 01)",
+    };
+    format!("it starts with {found:02x?}, not {expected}")
 }
 
 impl DecodeError {

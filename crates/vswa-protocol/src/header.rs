@@ -10,6 +10,9 @@ pub const PROTOCOL_VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 32;
 /// Default upper bound on a frame's payload length (16 MiB), checked before any payload
 /// byte is buffered. A 4K JPEG at high quality is a few MiB.
+///
+/// This is the decoder's default. A relay has its own limit (vswa-relay: 8 MiB) and
+/// announces it in [`Hello::max_payload_len`](crate::control::Hello::max_payload_len).
 pub const DEFAULT_MAX_PAYLOAD_LEN: u32 = 16 * 1024 * 1024;
 
 /// What the payload is.
@@ -17,8 +20,12 @@ pub const DEFAULT_MAX_PAYLOAD_LEN: u32 = 16 * 1024 * 1024;
 #[repr(u8)]
 #[non_exhaustive]
 pub enum Codec {
-    /// One baseline or progressive JPEG (JFIF/EXIF) picture, SOI to EOI.
+    /// One baseline or progressive JPEG (JFIF/EXIF) picture, SOI to EOI. Every JPEG
+    /// frame is a keyframe.
     Jpeg = 1,
+    /// One H.264 access unit in Annex B byte-stream format (each NAL unit after a 3- or
+    /// 4-byte start code). Keyframes are IDR access units that carry SPS and PPS.
+    H264 = 2,
 }
 
 impl Codec {
@@ -26,6 +33,7 @@ impl Codec {
     pub fn from_id(id: u8) -> Option<Codec> {
         match id {
             1 => Some(Codec::Jpeg),
+            2 => Some(Codec::H264),
             _ => None,
         }
     }
@@ -36,12 +44,23 @@ impl Codec {
     }
 }
 
+impl std::fmt::Display for Codec {
+    /// The codec's usual name: `JPEG`, `H.264`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Codec::Jpeg => "JPEG",
+            Codec::H264 => "H.264",
+        })
+    }
+}
+
 /// Frame flags (16 bits on the wire). Bits this version does not define must be zero.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Flags(u16);
 
 impl Flags {
-    /// The frame decodes on its own (every JPEG frame is a keyframe).
+    /// The frame decodes on its own: every JPEG frame (receivers treat JPEG frames as
+    /// keyframes even without the flag); for H.264, an IDR access unit with SPS and PPS.
     pub const KEYFRAME: Flags = Flags(1 << 0);
     /// The publisher ends the stream after this frame (the payload may be empty).
     pub const END_OF_STREAM: Flags = Flags(1 << 1);
@@ -137,6 +156,30 @@ impl FrameHeader {
         FrameHeader {
             codec: Codec::Jpeg,
             flags: Flags::KEYFRAME,
+            payload_len: 0,
+            width,
+            height,
+            sequence,
+            timestamp_us,
+        }
+    }
+
+    /// A header for an H.264 access unit: a keyframe (an IDR access unit that carries
+    /// SPS and PPS) or a delta frame. `payload_len` is set when the frame is built.
+    pub fn h264(
+        sequence: u64,
+        timestamp_us: u64,
+        width: u16,
+        height: u16,
+        keyframe: bool,
+    ) -> FrameHeader {
+        FrameHeader {
+            codec: Codec::H264,
+            flags: if keyframe {
+                Flags::KEYFRAME
+            } else {
+                Flags::empty()
+            },
             payload_len: 0,
             width,
             height,

@@ -1,9 +1,14 @@
 //! The VSWA wire format, sans IO.
 //!
 //! One encoded frame is a fixed 32-byte big-endian [`FrameHeader`] followed by the
-//! payload (a JPEG picture). The same bytes are one WebSocket binary message and, because
+//! payload: a JPEG picture ([`Codec::Jpeg`]) or one H.264 access unit in Annex B format
+//! ([`Codec::H264`]). Decoding validates the header and the framing;
+//! [`check_payload`] additionally checks that a payload starts the way its codec
+//! requires, for relays and picture decoders. The same bytes are one WebSocket binary message and, because
 //! the header carries the payload length, a self-delimiting record in a byte stream or a
-//! [recording file](recording). Control messages travel as JSON text ([`control`]).
+//! [recording file](recording). Control messages travel as JSON text ([`control`]);
+//! [`ClockSync`] turns their `time` exchanges into clock offsets, so capture timestamps
+//! can be read on any participant's clock.
 //!
 //! This crate does no IO and never reads the clock: callers pass bytes and timestamps in.
 //! Sockets, capture and encoding live in the other VSWA crates. `docs/PROTOCOL.md` in the
@@ -31,11 +36,13 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod clock;
 pub mod control;
 mod decoder;
 mod error;
 mod frame;
 mod header;
+mod payload;
 pub mod recording;
 mod stream_name;
 #[cfg(feature = "tokio-codec")]
@@ -43,6 +50,7 @@ pub mod tokio_codec;
 #[cfg(feature = "websocket")]
 pub mod websocket;
 
+pub use clock::{ClockSample, ClockSync};
 pub use control::{ControlMessage, ErrorCode};
 pub use decoder::FrameDecoder;
 pub use error::DecodeError;
@@ -51,4 +59,5 @@ pub use header::{
     timestamp_us, Codec, Flags, FrameHeader, DEFAULT_MAX_PAYLOAD_LEN, HEADER_LEN, MAGIC,
     PROTOCOL_VERSION,
 };
+pub use payload::check_payload;
 pub use stream_name::{InvalidStreamName, StreamName, STREAM_NAME_MAX_LEN};

@@ -18,10 +18,13 @@ pub const RECORDING_VERSION: u8 = 1;
 pub const RECORDING_HEADER_LEN: usize = 16;
 
 /// Problems reading a recording.
+///
+/// A variant that wraps another error exposes it as [`std::error::Error::source`] and
+/// leaves it out of its own message, so `{:#}` (anyhow) prints each cause once.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {
-    /// The underlying reader failed.
-    #[error("reading recording: {0}")]
+    /// The underlying reader failed (the IO error is the source).
+    #[error("reading the recording failed")]
     Io(#[from] io::Error),
     /// The file does not start with `VSWA-REC`.
     #[error("not a VSWA recording (file starts with {found:02x?}, expected \"VSWA-REC\")")]
@@ -40,19 +43,21 @@ pub enum RecordingError {
     ReservedBytes,
     /// The file ends in the middle of the file header or of a frame (for example
     /// because the recorder crashed). Every frame before `offset` was returned.
-    #[error(
-        "recording is cut off at byte {offset}: {frames} complete frames, then {partial_bytes} bytes of an incomplete one"
-    )]
+    ///
+    /// The message says "cut off at byte N" with N = `offset + partial_bytes`: the
+    /// length of the file, i.e. the offset of the first missing byte.
+    #[error("{}", describe_cut(*.offset, *.frames, *.partial_bytes))]
     Truncated {
-        /// File offset where the incomplete part starts.
+        /// File offset where the incomplete part starts: 0 when the file header itself
+        /// is incomplete, otherwise the offset of the incomplete frame's first byte.
         offset: u64,
         /// Complete frames read before the cut.
         frames: u64,
-        /// Bytes of the incomplete header or frame.
+        /// Bytes of the incomplete header or frame (present in the file).
         partial_bytes: usize,
     },
-    /// A frame in the file is invalid.
-    #[error("corrupt frame {frame_index} at byte {offset}: {source}")]
+    /// A frame in the file is invalid (the [`DecodeError`] is the source).
+    #[error("corrupt frame {frame_index} at byte {offset}")]
     Corrupt {
         /// File offset of the bad frame.
         offset: u64,
@@ -61,6 +66,22 @@ pub enum RecordingError {
         /// What is wrong with it.
         source: DecodeError,
     },
+}
+
+/// The message of [`RecordingError::Truncated`].
+fn describe_cut(offset: u64, frames: u64, partial_bytes: usize) -> String {
+    let end = offset.saturating_add(partial_bytes as u64);
+    if offset < RECORDING_HEADER_LEN as u64 {
+        format!(
+            "recording is cut off at byte {end}: the file ends inside its \
+             {RECORDING_HEADER_LEN}-byte file header"
+        )
+    } else {
+        format!(
+            "recording is cut off at byte {end}: {frames} complete frames, then \
+             {partial_bytes} bytes of an incomplete frame that starts at byte {offset}"
+        )
+    }
 }
 
 /// The 16-byte file header.
@@ -286,5 +307,70 @@ pub fn parse(bytes: &[u8]) -> (Vec<Frame>, Option<RecordingError>) {
             Ok(None) => return (frames, None),
             Err(e) => return (frames, Some(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::FrameHeader;
+
+    fn two_frames() -> Vec<u8> {
+        let mut writer = RecordingWriter::new(Vec::new()).unwrap();
+        for seq in 0..2 {
+            let frame = Frame::new(FrameHeader::jpeg(seq, 0, 1, 1), Bytes::from_static(b"ab"));
+            writer.write_frame(&frame).unwrap();
+        }
+        writer.into_inner()
+    }
+
+    #[test]
+    fn cut_message_names_the_file_length() {
+        let file = two_frames();
+        // 16-byte header, two 34-byte frames; cut 10 bytes into the second frame.
+        let (frames, err) = parse(&file[..16 + 34 + 10]);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(
+            err.unwrap().to_string(),
+            "recording is cut off at byte 60: 1 complete frames, then 10 bytes of an \
+             incomplete frame that starts at byte 50"
+        );
+        let (_, err) = parse(&file[..9]);
+        assert_eq!(
+            err.unwrap().to_string(),
+            "recording is cut off at byte 9: the file ends inside its 16-byte file header"
+        );
+    }
+
+    #[test]
+    fn causes_are_sources_not_repeated_in_the_message() {
+        let mut file = two_frames();
+        file[16 + 34] = b'X';
+        let err = parse(&file).1.unwrap();
+        assert_eq!(err.to_string(), "corrupt frame 1 at byte 50");
+        let source = err.source().expect("the decode error is the source");
+        assert!(source.to_string().starts_with("bad magic"), "{source}");
+
+        assert_eq!(
+            format!("{err}: {source}"),
+            "corrupt frame 1 at byte 50: bad magic [58, 53, 57, 41]: not a VSWA frame \
+             (expected \"VSWA\")"
+        );
+        assert_eq!(
+            parse(b"hello world, not a recording")
+                .1
+                .unwrap()
+                .to_string(),
+            "not a VSWA recording (file starts with [68, 65, 6c, 6c, 6f, 20, 77, 6f], \
+             expected \"VSWA-REC\")"
+        );
+
+        let err = RecordingError::from(io::Error::other("disk on fire"));
+        assert_eq!(err.to_string(), "reading the recording failed");
+        assert_eq!(err.source().unwrap().to_string(), "disk on fire");
     }
 }

@@ -2,11 +2,16 @@
 
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
+use vswa_protocol::control::{Clock, Time};
 use vswa_protocol::recording::{self, RecordingError, RecordingWriter, RECORDING_HEADER_LEN};
-use vswa_protocol::{Codec, DecodeError, Flags, Frame, FrameDecoder, FrameHeader, HEADER_LEN};
+use vswa_protocol::{
+    check_payload, ClockSample, ClockSync, Codec, DecodeError, Flags, Frame, FrameDecoder,
+    FrameHeader, HEADER_LEN,
+};
 
 fn arb_frame() -> impl Strategy<Value = Frame> {
     (
+        prop_oneof![Just(Codec::Jpeg), Just(Codec::H264)],
         0u16..=7,
         any::<u16>(),
         any::<u16>(),
@@ -14,20 +19,22 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
         any::<u64>(),
         proptest::collection::vec(any::<u8>(), 0..300),
     )
-        .prop_map(|(flags, width, height, sequence, timestamp_us, payload)| {
-            Frame::new(
-                FrameHeader {
-                    codec: Codec::Jpeg,
-                    flags: Flags::from_bits(flags).unwrap(),
-                    payload_len: 0,
-                    width,
-                    height,
-                    sequence,
-                    timestamp_us,
-                },
-                Bytes::from(payload),
-            )
-        })
+        .prop_map(
+            |(codec, flags, width, height, sequence, timestamp_us, payload)| {
+                Frame::new(
+                    FrameHeader {
+                        codec,
+                        flags: Flags::from_bits(flags).unwrap(),
+                        payload_len: 0,
+                        width,
+                        height,
+                        sequence,
+                        timestamp_us,
+                    },
+                    Bytes::from(payload),
+                )
+            },
+        )
 }
 
 /// Feeds `wire` to a streaming decoder in the given chunk sizes.
@@ -72,7 +79,9 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
-        let _ = Frame::decode(&bytes);
+        if let Ok(frame) = Frame::decode(&bytes) {
+            let _ = check_payload(frame.header(), frame.payload());
+        }
         let _ = FrameHeader::decode(&bytes, 1024);
         let mut decoder = FrameDecoder::new(1 << 20);
         let mut buf = BytesMut::from(&bytes[..]);
@@ -105,6 +114,51 @@ proptest! {
         let file = writer.into_inner();
         let cut = cut_seed % (file.len() + 1);
         check_cut(&file, &frames, cut);
+    }
+
+    #[test]
+    fn clock_sync_never_panics(
+        exchanges in proptest::collection::vec(
+            (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<bool>()),
+            1..12,
+        ),
+        x in any::<u64>(),
+        publisher_offset_us in any::<i64>(),
+        rtt_us in any::<u64>(),
+    ) {
+        let mut sync = ClockSync::new();
+        let publisher = Clock { publisher_offset_us, rtt_us };
+        for (t0, t1, t2, t3, ours) in exchanges {
+            let _ = ClockSample::from_exchange(t0, t1, t2, t3);
+            let _ = sync.request(t0);
+            let _ = sync.next_request_at();
+            let response = Time { t0: if ours { t0 } else { x }, t1: Some(t1), t2: Some(t2) };
+            if let Some(sample) = sync.on_response(&response, t3) {
+                prop_assert!(t3 >= t0 && t2 >= t1);
+                prop_assert!(sample.rtt_us <= t3 - t0);
+            }
+            let _ = (sync.offset_us(), sync.rtt_us(), sync.best(), sync.clock_report());
+            let _ = (sync.to_local(x), sync.to_remote(x), sync.capture_to_local(x, &publisher));
+            let _ = publisher.differs_from(&Clock { publisher_offset_us: x as i64, rtt_us });
+        }
+    }
+
+    #[test]
+    fn clock_estimate_is_within_half_the_rtt(
+        t0 in (1u64 << 40)..(1u64 << 52),
+        offset in -10_000_000_000i64..10_000_000_000,
+        up in 0u64..10_000_000,
+        down in 0u64..10_000_000,
+        processing in 0u64..1_000_000,
+    ) {
+        let t1 = t0.checked_add_signed(offset).unwrap() + up;
+        let t2 = t1 + processing;
+        let t3 = t0 + up + processing + down;
+        let s = ClockSample::from_exchange(t0, t1, t2, t3).unwrap();
+        prop_assert_eq!(s.rtt_us, up + down);
+        // Exact when the delays are equal; otherwise off by (up - down) / 2, rounded down.
+        prop_assert!(s.offset_us.abs_diff(offset) <= s.rtt_us / 2 + 1);
+        prop_assert_eq!(s.offset_us, offset + ((up as i64 - down as i64).div_euclid(2)));
     }
 
     #[test]
