@@ -52,4 +52,18 @@ pub enum CodecError {
     /// An encoder worker panicked on this frame; the pool keeps running.
     #[error("encoder panicked on this frame")]
     Panicked,
+    /// An H.264 access unit in an Annex B stream grew past the splitter's limit; its
+    /// bytes were dropped.
+    #[error(
+        "H.264 access unit at stream offset {offset} is larger than the {max}-byte limit \
+         (at least {size} bytes without an access-unit boundary)"
+    )]
+    AccessUnitTooLarge {
+        /// Stream offset of the access unit's first byte.
+        offset: u64,
+        /// Bytes of it seen when the limit was hit.
+        size: usize,
+        /// The configured limit.
+        max: usize,
+    },
 }

@@ -11,6 +11,9 @@
 //! With the cargo feature `turbojpeg`, [`EncoderBackend::TurboJpeg`] encodes with the
 //! system libjpeg-turbo instead; the default build is pure Rust.
 //!
+//! For H.264, [`annexb`] (always built, pure Rust) finds NAL units and keyframes in Annex B
+//! byte streams and cuts a stream into access units with [`AccessUnitSplitter`].
+//!
 //! This crate knows nothing of capture, the wire format or sockets; those live in
 //! `vswa-capture`, `vswa-protocol` and `vswa-transport`.
 //!
@@ -26,12 +29,14 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod annexb;
 mod decode;
 mod encode;
 mod error;
 mod image;
 pub mod pool;
 
+pub use annexb::{AccessUnitSplitter, EncodedAccessUnit};
 pub use decode::{decode, jpeg_dimensions, psnr, DecodedImage};
 pub use encode::{encode, EncodeOptions, EncoderBackend, Subsampling};
 pub use error::CodecError;
