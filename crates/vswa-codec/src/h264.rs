@@ -285,7 +285,7 @@ impl H264Encoder {
 fn to_i420(image: &Image, out: &mut Vec<u8>) {
     let (w, h) = (image.width as usize, image.height as usize);
     let (cw, ch) = (w / 2, h / 2);
-    out.clear();
+    // Every byte is overwritten below, so a buffer of the right size is reused as is.
     out.resize(w * h + 2 * cw * ch, 0);
     let (y_plane, chroma) = out.split_at_mut(w * h);
     let (u_plane, v_plane) = chroma.split_at_mut(cw * ch);
@@ -299,20 +299,24 @@ fn to_i420(image: &Image, out: &mut Vec<u8>) {
             v_plane.fill(128);
         }
         PixelFormat::Yuyv => {
-            let rows = image.data.chunks_exact(w * 2);
-            for (row, (src, dst)) in rows.zip(y_plane.chunks_exact_mut(w)).enumerate() {
-                for (px, y) in src.chunks_exact(2).zip(dst) {
-                    *y = px[0];
-                }
-                // 4:2:2 has chroma on every row; 4:2:0 takes the mean of each row pair.
-                if row % 2 == 1 {
-                    let above = &image.data[(row - 1) * w * 2..][..w * 2];
-                    let u_row = &mut u_plane[(row / 2) * cw..][..cw];
-                    let v_row = &mut v_plane[(row / 2) * cw..][..cw];
-                    for (x, (a, b)) in above.chunks_exact(4).zip(src.chunks_exact(4)).enumerate() {
-                        u_row[x] = avg(a[1], b[1]);
-                        v_row[x] = avg(a[3], b[3]);
-                    }
+            // One pass over each pair of rows. 4:2:2 has chroma on every row; 4:2:0 takes
+            // the mean of the two.
+            let src_rows = image.data.chunks_exact(4 * w);
+            let y_rows = y_plane.chunks_exact_mut(2 * w);
+            let uv_rows = u_plane
+                .chunks_exact_mut(cw)
+                .zip(v_plane.chunks_exact_mut(cw));
+            for ((src, dst), (u_row, v_row)) in src_rows.zip(y_rows).zip(uv_rows) {
+                let (top, bottom) = src.split_at(2 * w);
+                let (y_top, y_bottom) = dst.split_at_mut(w);
+                let pixels = top.chunks_exact(4).zip(bottom.chunks_exact(4));
+                let lumas = y_top.chunks_exact_mut(2).zip(y_bottom.chunks_exact_mut(2));
+                let chromas = u_row.iter_mut().zip(v_row.iter_mut());
+                for (((a, b), (ya, yb)), (u, v)) in pixels.zip(lumas).zip(chromas) {
+                    ya.copy_from_slice(&[a[0], a[2]]);
+                    yb.copy_from_slice(&[b[0], b[2]]);
+                    *u = avg(a[1], b[1]);
+                    *v = avg(a[3], b[3]);
                 }
             }
         }
@@ -320,9 +324,9 @@ fn to_i420(image: &Image, out: &mut Vec<u8>) {
             let (y_src, uv_src) = image.data.split_at(w * h);
             y_plane.copy_from_slice(y_src);
             // Even sizes, so the interleaved plane is exactly cw x ch pairs.
-            for (i, uv) in uv_src.chunks_exact(2).enumerate() {
-                u_plane[i] = uv[0];
-                v_plane[i] = uv[1];
+            for ((uv, u), v) in uv_src.chunks_exact(2).zip(u_plane).zip(v_plane) {
+                *u = uv[0];
+                *v = uv[1];
             }
         }
         PixelFormat::Rgb8 | PixelFormat::Rgba8 => {
