@@ -181,8 +181,10 @@ impl H264Encoder {
             // One thread: a single-slice picture gains nothing from more, and the
             // sender has other work for the cores.
             .num_threads(1);
-        let encoder = Encoder::with_api_config(OpenH264API::from_source(), config)
-            .map_err(|e| CodecError::H264Encode(format!("creating the encoder: {e}")))?;
+        let encoder =
+            Encoder::with_api_config(OpenH264API::from_source(), config).map_err(|e| {
+                CodecError::H264Encode(format!("creating the encoder: {}", encode_error(&e)))
+            })?;
         Ok(H264Encoder {
             encoder,
             width,
@@ -246,8 +248,8 @@ impl H264Encoder {
                 self.encoder.encode_at(&planes, timestamp)
             }
         };
-        let bitstream =
-            encoded.map_err(|e| CodecError::H264Encode(format!("frame {frame}: {e}")))?;
+        let bitstream = encoded
+            .map_err(|e| CodecError::H264Encode(format!("frame {frame}: {}", encode_error(&e))))?;
         let keyframe = match bitstream.frame_type() {
             FrameType::Skip => return Ok(None),
             FrameType::IDR => true,
@@ -368,8 +370,9 @@ impl std::fmt::Debug for H264Decoder {
 impl H264Decoder {
     /// A decoder waiting for its first keyframe.
     pub fn new() -> Result<H264Decoder, CodecError> {
-        let decoder = Decoder::new()
-            .map_err(|e| CodecError::H264Decode(format!("creating the decoder: {e}")))?;
+        let decoder = Decoder::new().map_err(|e| {
+            CodecError::H264Decode(format!("creating the decoder: {}", decode_error(&e)))
+        })?;
         Ok(H264Decoder { decoder })
     }
 
@@ -396,7 +399,7 @@ impl H264Decoder {
         let (width, height, rgb) = match decoded {
             Ok(Ok(Some(picture))) => picture,
             Ok(Ok(None)) => return Ok(None),
-            Ok(Err(e)) => return Err(fail(e.to_string())),
+            Ok(Err(e)) => return Err(fail(decode_error(&e))),
             Err(_) => return Err(fail("decoder panicked".into())),
         };
         let (Ok(width), Ok(height)) = (u32::try_from(width), u32::try_from(height)) else {
@@ -421,6 +424,44 @@ impl H264Decoder {
             Some(picture) => encode(&picture, &opts).map(Some),
             None => Ok(None),
         }
+    }
+}
+
+/// What an encoder error code (`CM_RETURN` in OpenH264's `codec_def.h`) means. The
+/// binding's own text is a debug dump ("Native:1. Decoding State:0. ...").
+fn encode_error(e: &openh264::Error) -> String {
+    match e.native_code() {
+        1 => "OpenH264 rejected the parameters".into(),
+        3 => "OpenH264 is out of memory".into(),
+        4 => "OpenH264 was not initialised".into(),
+        5 => "OpenH264 does not support this input".into(),
+        code if code != 0 => format!("OpenH264 error {code}"),
+        _ => e.to_string(),
+    }
+}
+
+/// What a decoder error means: the code is a set of `DECODING_STATE` flags from
+/// OpenH264's `codec_def.h`.
+fn decode_error(e: &openh264::Error) -> String {
+    const STATES: [(i64, &str); 7] = [
+        (0x01, "picture incomplete"),
+        (0x02, "reference picture lost"),
+        (0x04, "bitstream error"),
+        (0x08, "dependency layer lost"),
+        (0x10, "no SPS/PPS yet (decoding starts at a keyframe)"),
+        (0x20, "damaged data concealed"),
+        (0x40, "reference list missing"),
+    ];
+    let code = e.native_code();
+    let states: Vec<&str> = STATES
+        .iter()
+        .filter(|(bit, _)| code & bit != 0)
+        .map(|(_, what)| *what)
+        .collect();
+    if states.is_empty() {
+        e.to_string()
+    } else {
+        format!("{} (OpenH264 state {code:#x})", states.join(", "))
     }
 }
 

@@ -285,9 +285,18 @@ fn decoding_from_a_later_keyframe_works_and_parameter_sets_alone_give_no_picture
             encoder.encode(&image).unwrap().unwrap()
         })
         .collect();
-    // A viewer joining at the second keyframe (frame 15) needs nothing before it.
+    // A viewer joining at the second keyframe (frame 15) needs nothing before it, and one
+    // that got delta pictures first recovers there.
     assert!(units[15].keyframe);
     let mut decoder = H264Decoder::new().unwrap();
+    for unit in &units[3..6] {
+        match decoder.decode(&unit.data) {
+            Err(e @ CodecError::H264Decode(_)) => {
+                assert!(e.to_string().contains("keyframe"), "{e}")
+            }
+            other => panic!("delta picture before any keyframe gave {other:?}"),
+        }
+    }
     for unit in &units[15..] {
         assert!(decoder.decode(&unit.data).unwrap().is_some());
     }
@@ -297,6 +306,13 @@ fn decoding_from_a_later_keyframe_works_and_parameter_sets_alone_give_no_picture
     let mut fresh = H264Decoder::new().unwrap();
     assert_eq!(fresh.decode(&idr[..slice_at]), Ok(None));
     assert!(fresh.decode(&idr[slice_at..]).unwrap().is_some());
+}
+
+#[test]
+fn encoder_and_decoder_can_move_to_a_worker_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<H264Encoder>();
+    assert_send::<H264Decoder>();
 }
 
 #[test]
