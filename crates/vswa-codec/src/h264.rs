@@ -87,7 +87,7 @@ impl H264Options {
         if self.keyframe_interval.is_zero() {
             return bad(
                 "keyframe_interval",
-                "must be positive (one frame makes every picture a keyframe)",
+                "must be positive; anything up to one frame makes every picture a keyframe",
             );
         }
         Ok(())
