@@ -11,6 +11,11 @@
 //! With the cargo feature `turbojpeg`, [`EncoderBackend::TurboJpeg`] encodes with the
 //! system libjpeg-turbo instead; the default build is pure Rust.
 //!
+//! For H.264, [`annexb`] (always built, pure Rust) finds NAL units and keyframes in Annex B
+//! byte streams and cuts a stream into access units with [`AccessUnitSplitter`]. The cargo
+//! feature `h264` adds `H264Encoder` and `H264Decoder`, built on OpenH264 (BSD-2, compiled
+//! from its bundled C++ source, so no system library is needed).
+//!
 //! This crate knows nothing of capture, the wire format or sockets; those live in
 //! `vswa-capture`, `vswa-protocol` and `vswa-transport`.
 //!
@@ -26,14 +31,20 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod annexb;
 mod decode;
 mod encode;
 mod error;
+#[cfg(feature = "h264")]
+mod h264;
 mod image;
 pub mod pool;
 
+pub use annexb::{AccessUnitSplitter, EncodedAccessUnit};
 pub use decode::{decode, jpeg_dimensions, psnr, DecodedImage};
 pub use encode::{encode, EncodeOptions, EncoderBackend, Subsampling};
 pub use error::CodecError;
+#[cfg(feature = "h264")]
+pub use h264::{H264Decoder, H264Encoder, H264Options};
 pub use image::{rgb_to_yuv601, Image, PixelFormat};
 pub use pool::{Encoded, EncoderPool, PoolClosed, RecvTimeoutError, TrySubmitError};
