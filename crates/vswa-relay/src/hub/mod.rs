@@ -67,12 +67,19 @@ pub enum HubError {
 /// Why a published message was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameRejected {
-    /// Not a valid VSWA frame.
+    /// Not a valid VSWA frame. (The decode error is part of the message, not a
+    /// `source`, so an error chain prints it once.)
     #[error("invalid frame: {0}")]
-    Invalid(#[from] DecodeError),
+    Invalid(DecodeError),
     /// A JPEG frame whose payload is empty or does not start with the SOI marker.
     #[error("invalid frame: payload is not a JPEG picture (must start with FF D8)")]
     NotJpeg,
+}
+
+impl From<DecodeError> for FrameRejected {
+    fn from(e: DecodeError) -> Self {
+        FrameRejected::Invalid(e)
+    }
 }
 
 impl FrameRejected {
@@ -684,9 +691,14 @@ fn prepare(msg: &[u8], max_payload_len: u32) -> Result<OutFrame, FrameRejected> 
         .into());
     }
     let payload = &msg[HEADER_LEN..];
-    let end_only = header.flags.contains(Flags::END_OF_STREAM) && payload.is_empty();
-    if header.codec == Codec::Jpeg && !end_only && !payload.starts_with(&[0xff, 0xd8]) {
-        return Err(FrameRejected::NotJpeg);
+    // The codec's payload rule (docs/PROTOCOL.md): JPEG starts with SOI, H.264 with an
+    // Annex B start code; only an END_OF_STREAM frame may be empty.
+    match vswa_protocol::check_payload(&header, payload) {
+        Ok(()) => {}
+        Err(DecodeError::InvalidPayload {
+            codec: Codec::Jpeg, ..
+        }) => return Err(FrameRejected::NotJpeg),
+        Err(e) => return Err(e.into()),
     }
     let mut buf = BytesMut::with_capacity(msg.len() + 10);
     ws::put_header(&mut buf, ws::Opcode::Binary, msg.len());
