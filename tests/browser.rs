@@ -15,12 +15,12 @@
 //! `media.navigator.streams.fake`.
 //!
 //! When a browser or its driver is missing the tests print why and pass, unless
-//! `VSWA_REQUIRE_BROWSER=1` is set (CI), which turns that into a failure. `VSWA_CHROMIUM`,
+//! `VSWA_REQUIRE_TOOLS=1` is set (CI), which turns that into a failure. `VSWA_CHROMIUM`,
 //! `VSWA_CHROMEDRIVER`, `VSWA_FIREFOX`, `VSWA_GECKODRIVER` and `VSWA_RELAY_BIN` override
 //! where the programs are looked for.
 //!
 //! The relay is not a dependency of this package (it is a binary crate), so build it first:
-//! `cargo build --workspace && VSWA_REQUIRE_BROWSER=1 cargo test -p vswa --test browser`
+//! `cargo build --workspace && VSWA_REQUIRE_TOOLS=1 cargo test -p vswa --test browser`
 //! (`cargo test --workspace` builds every binary before it runs tests).
 //!
 //! Screenshots for docs/screenshots/ (ignored test, Chromium, writes the PNG files):
@@ -110,7 +110,7 @@ fn from_env_or_path(var: &str, names: &[&str]) -> Option<PathBuf> {
 }
 
 /// The programs a test needs, or `None` (after printing why) when the browser is missing
-/// and `VSWA_REQUIRE_BROWSER` is not set.
+/// and `VSWA_REQUIRE_TOOLS` is not set.
 fn programs(test: &str, engine: Engine) -> Option<Programs> {
     let browser = match engine {
         Engine::Chromium => from_env_or_path(
@@ -145,11 +145,9 @@ fn programs(test: &str, engine: Engine) -> Option<Programs> {
             .map(|(_, n)| *n)
             .collect::<Vec<_>>()
             .join(" and ");
-            let required =
-                std::env::var("VSWA_REQUIRE_BROWSER").is_ok_and(|v| !v.is_empty() && v != "0");
             assert!(
-                !required,
-                "{test}: VSWA_REQUIRE_BROWSER is set but {missing} is missing ({})",
+                !vswa_testkit::tools_required(),
+                "{test}: VSWA_REQUIRE_TOOLS is set but {missing} is missing ({})",
                 engine.install_hint()
             );
             eprintln!(

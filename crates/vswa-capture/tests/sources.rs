@@ -407,7 +407,7 @@ fn ffmpeg_mjpeg() -> Option<Vec<u8>> {
     match output {
         Ok(out) if out.status.success() => Some(out.stdout),
         other => {
-            if std::env::var("VSWA_REQUIRE_TOOLS").as_deref() == Ok("1") {
+            if vswa_testkit::tools_required() {
                 panic!("ffmpeg is required (VSWA_REQUIRE_TOOLS=1) but failed: {other:?}");
             }
             println!("skipping: ffmpeg not available ({other:?})");

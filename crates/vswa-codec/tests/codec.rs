@@ -331,10 +331,21 @@ fn pool_recv_timeout_and_errors_in_order() {
 
 #[test]
 fn dropping_a_full_pool_does_not_hang() {
-    let pool = EncoderPool::new(2, EncodeOptions::default());
-    for i in 0..50u32 {
-        let (image, _) = image_in(PixelFormat::Rgb8, 32, 32);
-        let _ = pool.try_submit(image, i);
-    }
-    drop(pool);
+    // The drop runs on its own thread, so a hang fails the test instead of stalling it.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let pool = EncoderPool::new(2, EncodeOptions::default());
+        for i in 0..50u32 {
+            let (image, _) = image_in(PixelFormat::Rgb8, 32, 32);
+            let _ = pool.try_submit(image, i);
+        }
+        drop(pool);
+        let _ = done_tx.send(());
+    });
+    assert!(
+        done_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .is_ok(),
+        "dropping a full encoder pool did not finish within 30 s"
+    );
 }

@@ -97,10 +97,7 @@ async fn send_300_test_frames_through_relay() {
 async fn ffmpeg_mjpeg_pipe_publishes_all_frames() {
     let _turn = HEAVY.lock().await;
     if Command::new("ffmpeg").arg("-version").output().is_err() {
-        assert!(
-            std::env::var_os("VSWA_REQUIRE_TOOLS").is_none(),
-            "ffmpeg is required"
-        );
+        assert!(!vswa_testkit::tools_required(), "ffmpeg is required");
         eprintln!("skipping: ffmpeg not installed");
         return;
     }
@@ -461,10 +458,7 @@ async fn mjpeg_snapshot_and_stats() {
             "{out}"
         );
     } else {
-        assert!(
-            std::env::var_os("VSWA_REQUIRE_TOOLS").is_none(),
-            "ffprobe is required"
-        );
+        assert!(!vswa_testkit::tools_required(), "ffprobe is required");
     }
 }
 

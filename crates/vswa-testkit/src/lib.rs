@@ -352,8 +352,15 @@ impl Drop for TempDir {
     }
 }
 
+/// The one switch for "missing tools fail instead of skipping": `VSWA_REQUIRE_TOOLS`
+/// set to anything but empty or `0` (CI sets it). It covers ffmpeg, ffprobe, the
+/// browsers and their WebDriver servers alike.
+pub fn tools_required() -> bool {
+    std::env::var_os("VSWA_REQUIRE_TOOLS").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
 /// True if `tool` can be run; otherwise prints why the test is skipped, or panics when
-/// `VSWA_REQUIRE_TOOLS` is set (CI sets it, so a missing tool fails instead of skipping).
+/// [`tools_required`] (CI sets it, so a missing tool fails instead of skipping).
 pub fn have_tool(tool: &str, probe_arg: &str) -> bool {
     let ok = Command::new(tool)
         .arg(probe_arg)
@@ -363,7 +370,7 @@ pub fn have_tool(tool: &str, probe_arg: &str) -> bool {
         .is_ok();
     if !ok {
         assert!(
-            std::env::var_os("VSWA_REQUIRE_TOOLS").is_none_or(|v| v.is_empty() || v == "0"),
+            !tools_required(),
             "{tool} is required (VSWA_REQUIRE_TOOLS is set) but cannot be run"
         );
         eprintln!("SKIPPED: {tool} is not installed");

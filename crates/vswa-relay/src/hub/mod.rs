@@ -6,19 +6,27 @@
 //! than its queue depth behind skips to the newest frame and counts the skipped ones as
 //! dropped, so a slow viewer never holds back the publisher or anyone else.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use serde::Serialize;
 use tokio::sync::watch;
 use vswa_protocol::control::EndReason;
 use vswa_protocol::{Codec, DecodeError, Flags, Frame, FrameHeader, StreamName, HEADER_LEN};
 
 use vswa_protocol::websocket as ws;
+
+mod stream;
+mod viewer;
+mod views;
+
+pub use stream::Stream;
+use stream::{PublisherInfo, RATE_WINDOW};
+pub use viewer::{ViewerHandle, ViewerKind, ViewerStats};
+pub use views::{PublisherView, StreamInfo, ViewerView};
 
 /// Limits the hub enforces.
 #[derive(Debug, Clone)]
@@ -113,285 +121,14 @@ pub enum Item {
     End(EndReason),
 }
 
-/// What kind of viewer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ViewerKind {
-    /// A WebSocket viewer.
-    Ws,
-    /// An MJPEG-over-HTTP client.
-    Mjpeg,
-}
-
-/// Counters of one viewer.
-#[derive(Debug)]
-pub struct ViewerStats {
-    id: u64,
-    kind: ViewerKind,
-    addr: Option<SocketAddr>,
-    since: SystemTime,
-    sent: AtomicU64,
-    dropped: AtomicU64,
-    bytes: AtomicU64,
-    /// Ring index the viewer reads next, so stats can show the frames a viewer that is
-    /// stuck in a write will skip, before it gets to skip them.
-    position: AtomicU64,
-    queue: u64,
-}
-
-impl ViewerStats {
-    /// Records a frame written to this viewer.
-    pub fn record_sent(&self, bytes: usize) {
-        self.sent.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-    }
-
-    /// Frames this viewer skipped.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-
-    /// Frames the viewer will skip when it next reads, if it is more than its queue
-    /// behind `newest` (the same count `ViewerHandle::try_next` adds then).
-    fn pending_skip(&self, newest: u64) -> u64 {
-        let next = self.position.load(Ordering::Relaxed);
-        let behind = (newest + 1).saturating_sub(next);
-        if behind > self.queue {
-            newest - next
-        } else {
-            0
-        }
-    }
-}
-
-#[derive(Debug)]
-struct PublisherInfo {
-    id: u64,
-    addr: Option<SocketAddr>,
-    since: SystemTime,
-}
-
-#[derive(Debug)]
-struct Ring {
-    items: VecDeque<(u64, Item)>,
-    /// Index the next pushed item gets; items are numbered from 1.
-    next_idx: u64,
-    latest_frame: Option<Arc<OutFrame>>,
-    publisher: Option<PublisherInfo>,
-    /// Arrival times and sizes of recent frames, for fps and bitrate.
-    recent: VecDeque<(Instant, usize)>,
-}
-
-/// Shared state of one stream.
-#[derive(Debug)]
-pub struct Stream {
-    name: StreamName,
-    ring: Mutex<Ring>,
-    newest: watch::Sender<u64>,
-    viewer_count: watch::Sender<u32>,
-    viewers: Mutex<HashMap<u64, Arc<ViewerStats>>>,
-    frames_in: AtomicU64,
-    bytes_in: AtomicU64,
-    created: SystemTime,
-}
-
-const RATE_WINDOW: Duration = Duration::from_secs(2);
-
-impl Stream {
-    fn new(name: StreamName) -> Stream {
-        Stream {
-            name,
-            ring: Mutex::new(Ring {
-                items: VecDeque::new(),
-                next_idx: 1,
-                latest_frame: None,
-                publisher: None,
-                recent: VecDeque::new(),
-            }),
-            newest: watch::Sender::new(0),
-            viewer_count: watch::Sender::new(0),
-            viewers: Mutex::new(HashMap::new()),
-            frames_in: AtomicU64::new(0),
-            bytes_in: AtomicU64::new(0),
-            created: SystemTime::now(),
-        }
-    }
-
-    /// The stream's name.
-    pub fn name(&self) -> &StreamName {
-        &self.name
-    }
-
-    /// The newest frame, if the stream has a publisher and it has sent one.
-    pub fn latest_frame(&self) -> Option<Arc<OutFrame>> {
-        lock(&self.ring).latest_frame.clone()
-    }
-
-    /// Whether a publisher is connected.
-    pub fn is_live(&self) -> bool {
-        lock(&self.ring).publisher.is_some()
-    }
-
-    fn push(&self, item: Item, keep: usize) -> u64 {
-        let idx = {
-            let mut ring = lock(&self.ring);
-            let idx = ring.next_idx;
-            ring.next_idx += 1;
-            match &item {
-                Item::Frame(f) => ring.latest_frame = Some(f.clone()),
-                Item::End(_) => ring.latest_frame = None,
-            }
-            ring.items.push_back((idx, item));
-            while ring.items.len() > keep {
-                ring.items.pop_front();
-            }
-            idx
-        };
-        self.newest.send_replace(idx);
-        idx
-    }
-
-    fn viewer_total(&self) -> usize {
-        lock(&self.viewers).len()
-    }
-
-    /// A snapshot of the stream's statistics.
-    pub fn info(&self) -> StreamInfo {
-        let (publisher, width, height, last_sequence, fps, kbps, newest) = {
-            let mut ring = lock(&self.ring);
-            let now = Instant::now();
-            while ring
-                .recent
-                .front()
-                .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
-            {
-                ring.recent.pop_front();
-            }
-            let (fps, kbps) = rate(&ring.recent, now);
-            let header = ring.latest_frame.as_ref().map(|f| *f.frame.header());
-            (
-                ring.publisher.as_ref().map(|p| PublisherView {
-                    addr: p.addr.map(|a| a.to_string()),
-                    connected_unix_ms: unix_ms(p.since),
-                }),
-                header.map_or(0, |h| h.width),
-                header.map_or(0, |h| h.height),
-                header.map(|h| h.sequence),
-                fps,
-                kbps,
-                ring.next_idx - 1,
-            )
-        };
-        let mut viewers: Vec<ViewerView> = lock(&self.viewers)
-            .values()
-            .map(|v| ViewerView {
-                id: v.id,
-                kind: v.kind,
-                addr: v.addr.map(|a| a.to_string()),
-                connected_unix_ms: unix_ms(v.since),
-                frames_sent: v.sent.load(Ordering::Relaxed),
-                bytes_sent: v.bytes.load(Ordering::Relaxed),
-                dropped: v.dropped.load(Ordering::Relaxed) + v.pending_skip(newest),
-            })
-            .collect();
-        viewers.sort_by_key(|v| v.id);
-        StreamInfo {
-            name: self.name.to_string(),
-            live: publisher.is_some(),
-            publisher,
-            width,
-            height,
-            fps,
-            bitrate_kbps: kbps,
-            frames: self.frames_in.load(Ordering::Relaxed),
-            bytes: self.bytes_in.load(Ordering::Relaxed),
-            last_sequence,
-            viewers: viewers.len(),
-            created_unix_ms: unix_ms(self.created),
-            viewer_details: viewers,
-        }
-    }
-}
-
-/// Frames per second and kbit/s over the arrival window.
-fn rate(recent: &VecDeque<(Instant, usize)>, now: Instant) -> (f64, f64) {
-    let Some((first, _)) = recent.front() else {
-        return (0.0, 0.0);
-    };
-    let span = now.duration_since(*first).as_secs_f64().max(0.25);
-    let n = recent.len() as f64;
-    let bytes: usize = recent.iter().map(|(_, b)| b).sum();
-    let round = |x: f64| (x * 10.0).round() / 10.0;
-    (round(n / span), round(bytes as f64 * 8.0 / 1000.0 / span))
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
+pub(super) fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding these short locks leaves consistent data; keep serving.
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// JSON statistics of a stream (`/api/streams`).
-#[derive(Debug, Clone, Serialize)]
-pub struct StreamInfo {
-    /// Stream name.
-    pub name: String,
-    /// Whether a publisher is connected.
-    pub live: bool,
-    /// The publisher, if connected.
-    pub publisher: Option<PublisherView>,
-    /// Width of the newest frame.
-    pub width: u16,
-    /// Height of the newest frame.
-    pub height: u16,
-    /// Frames per second coming in (last two seconds).
-    pub fps: f64,
-    /// Incoming bitrate in kbit/s (last two seconds).
-    pub bitrate_kbps: f64,
-    /// Frames received since the stream was created.
-    pub frames: u64,
-    /// Payload bytes received since the stream was created.
-    pub bytes: u64,
-    /// Sequence number of the newest frame.
-    pub last_sequence: Option<u64>,
-    /// Connected viewers.
-    pub viewers: usize,
-    /// When the stream was created.
-    pub created_unix_ms: u64,
-    /// Each viewer's counters.
-    pub viewer_details: Vec<ViewerView>,
-}
-
-/// JSON view of a publisher.
-#[derive(Debug, Clone, Serialize)]
-pub struct PublisherView {
-    /// Remote address.
-    pub addr: Option<String>,
-    /// When it connected.
-    pub connected_unix_ms: u64,
-}
-
-/// JSON view of a viewer.
-#[derive(Debug, Clone, Serialize)]
-pub struct ViewerView {
-    /// Viewer id, unique in this relay process.
-    pub id: u64,
-    /// WebSocket or MJPEG.
-    pub kind: ViewerKind,
-    /// Remote address.
-    pub addr: Option<String>,
-    /// When it connected.
-    pub connected_unix_ms: u64,
-    /// Frames written to it.
-    pub frames_sent: u64,
-    /// Bytes written to it.
-    pub bytes_sent: u64,
-    /// Frames it skipped because it read too slowly.
-    pub dropped: u64,
 }
 
 #[derive(Debug)]
@@ -717,85 +454,6 @@ fn prepare_frame(frame: &Frame) -> OutFrame {
     let ws = buf.freeze();
     let frame = Frame::new(*frame.header(), ws.slice(start + HEADER_LEN..));
     OutFrame { ws, frame }
-}
-
-/// A viewer's place in a stream; dropping it removes the viewer.
-#[derive(Debug)]
-pub struct ViewerHandle {
-    hub: Hub,
-    stream: Arc<Stream>,
-    stats: Arc<ViewerStats>,
-    next: u64,
-    newest: watch::Receiver<u64>,
-    queue: usize,
-}
-
-impl ViewerHandle {
-    /// The stream.
-    pub fn stream(&self) -> &Arc<Stream> {
-        &self.stream
-    }
-
-    /// This viewer's counters.
-    pub fn stats(&self) -> &Arc<ViewerStats> {
-        &self.stats
-    }
-
-    /// The next item for this viewer, waiting for one if needed. When the viewer is
-    /// more than its queue depth behind, older frames are skipped and counted.
-    pub async fn next(&mut self) -> Item {
-        loop {
-            // Mark the current version seen before looking, so a push after the look
-            // still wakes us.
-            self.newest.borrow_and_update();
-            if let Some(item) = self.try_next() {
-                return item;
-            }
-            if self.newest.changed().await.is_err() {
-                // The sender lives in the stream we hold; this cannot happen.
-                std::future::pending::<()>().await;
-            }
-        }
-    }
-
-    /// The next item if one is ready.
-    pub fn try_next(&mut self) -> Option<Item> {
-        let ring = lock(&self.stream.ring);
-        let newest = ring.next_idx - 1;
-        if self.next > newest {
-            return None;
-        }
-        let oldest = ring.items.front().map_or(newest + 1, |(i, _)| *i);
-        let behind = newest - self.next + 1;
-        let mut want = self.next.max(oldest);
-        if behind as usize > self.queue {
-            want = newest;
-        }
-        let skipped = want - self.next;
-        if skipped > 0 {
-            self.stats.dropped.fetch_add(skipped, Ordering::Relaxed);
-            metrics::counter!("vswa_frames_dropped_total").increment(skipped);
-        }
-        let pos = (want - oldest) as usize;
-        let item = ring.items.get(pos).map(|(_, item)| item.clone());
-        self.next = want + 1;
-        self.stats.position.store(self.next, Ordering::Relaxed);
-        item
-    }
-}
-
-impl Drop for ViewerHandle {
-    fn drop(&mut self) {
-        let count = {
-            let mut viewers = lock(&self.stream.viewers);
-            viewers.remove(&self.stats.id);
-            viewers.len()
-        };
-        self.stream.viewer_count.send_replace(count as u32);
-        self.hub.inner.total_viewers.fetch_sub(1, Ordering::Relaxed);
-        metrics::gauge!("vswa_viewers").decrement(1.0);
-        self.hub.release(&self.stream);
-    }
 }
 
 #[cfg(test)]

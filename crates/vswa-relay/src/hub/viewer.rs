@@ -1,0 +1,142 @@
+//! A viewer's side of a stream: its counters and its handle, which reads the ring at
+//! the viewer's own pace and skips to the newest frame when too far behind.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::{lock, Hub, Item, Stream};
+
+/// What kind of viewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ViewerKind {
+    /// A WebSocket viewer.
+    Ws,
+    /// An MJPEG-over-HTTP client.
+    Mjpeg,
+}
+
+/// Counters of one viewer.
+#[derive(Debug)]
+pub struct ViewerStats {
+    pub(super) id: u64,
+    pub(super) kind: ViewerKind,
+    pub(super) addr: Option<SocketAddr>,
+    pub(super) since: SystemTime,
+    pub(super) sent: AtomicU64,
+    pub(super) dropped: AtomicU64,
+    pub(super) bytes: AtomicU64,
+    /// Ring index the viewer reads next, so stats can show the frames a viewer that is
+    /// stuck in a write will skip, before it gets to skip them.
+    pub(super) position: AtomicU64,
+    pub(super) queue: u64,
+}
+
+impl ViewerStats {
+    /// Records a frame written to this viewer.
+    pub fn record_sent(&self, bytes: usize) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Frames this viewer skipped.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Frames the viewer will skip when it next reads, if it is more than its queue
+    /// behind `newest` (the same count `ViewerHandle::try_next` adds then).
+    pub(super) fn pending_skip(&self, newest: u64) -> u64 {
+        let next = self.position.load(Ordering::Relaxed);
+        let behind = (newest + 1).saturating_sub(next);
+        if behind > self.queue {
+            newest - next
+        } else {
+            0
+        }
+    }
+}
+
+/// A viewer's place in a stream; dropping it removes the viewer.
+#[derive(Debug)]
+pub struct ViewerHandle {
+    pub(super) hub: Hub,
+    pub(super) stream: Arc<Stream>,
+    pub(super) stats: Arc<ViewerStats>,
+    pub(super) next: u64,
+    pub(super) newest: watch::Receiver<u64>,
+    pub(super) queue: usize,
+}
+
+impl ViewerHandle {
+    /// The stream.
+    pub fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+
+    /// This viewer's counters.
+    pub fn stats(&self) -> &Arc<ViewerStats> {
+        &self.stats
+    }
+
+    /// The next item for this viewer, waiting for one if needed. When the viewer is
+    /// more than its queue depth behind, older frames are skipped and counted.
+    pub async fn next(&mut self) -> Item {
+        loop {
+            // Mark the current version seen before looking, so a push after the look
+            // still wakes us.
+            self.newest.borrow_and_update();
+            if let Some(item) = self.try_next() {
+                return item;
+            }
+            if self.newest.changed().await.is_err() {
+                // The sender lives in the stream we hold; this cannot happen.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// The next item if one is ready.
+    pub fn try_next(&mut self) -> Option<Item> {
+        let ring = lock(&self.stream.ring);
+        let newest = ring.next_idx - 1;
+        if self.next > newest {
+            return None;
+        }
+        let oldest = ring.items.front().map_or(newest + 1, |(i, _)| *i);
+        let behind = newest - self.next + 1;
+        let mut want = self.next.max(oldest);
+        if behind as usize > self.queue {
+            want = newest;
+        }
+        let skipped = want - self.next;
+        if skipped > 0 {
+            self.stats.dropped.fetch_add(skipped, Ordering::Relaxed);
+            metrics::counter!("vswa_frames_dropped_total").increment(skipped);
+        }
+        let pos = (want - oldest) as usize;
+        let item = ring.items.get(pos).map(|(_, item)| item.clone());
+        self.next = want + 1;
+        self.stats.position.store(self.next, Ordering::Relaxed);
+        item
+    }
+}
+
+impl Drop for ViewerHandle {
+    fn drop(&mut self) {
+        let count = {
+            let mut viewers = lock(&self.stream.viewers);
+            viewers.remove(&self.stats.id);
+            viewers.len()
+        };
+        self.stream.viewer_count.send_replace(count as u32);
+        self.hub.inner.total_viewers.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!("vswa_viewers").decrement(1.0);
+        self.hub.release(&self.stream);
+    }
+}

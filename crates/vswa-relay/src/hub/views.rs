@@ -1,0 +1,64 @@
+//! The JSON views of streams, publishers and viewers (`/api/streams`).
+
+use serde::Serialize;
+
+use super::viewer::ViewerKind;
+
+/// JSON statistics of a stream (`/api/streams`).
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamInfo {
+    /// Stream name.
+    pub name: String,
+    /// Whether a publisher is connected.
+    pub live: bool,
+    /// The publisher, if connected.
+    pub publisher: Option<PublisherView>,
+    /// Width of the newest frame.
+    pub width: u16,
+    /// Height of the newest frame.
+    pub height: u16,
+    /// Frames per second coming in (last two seconds).
+    pub fps: f64,
+    /// Incoming bitrate in kbit/s (last two seconds).
+    pub bitrate_kbps: f64,
+    /// Frames received since the stream was created.
+    pub frames: u64,
+    /// Payload bytes received since the stream was created.
+    pub bytes: u64,
+    /// Sequence number of the newest frame.
+    pub last_sequence: Option<u64>,
+    /// Connected viewers.
+    pub viewers: usize,
+    /// When the stream was created.
+    pub created_unix_ms: u64,
+    /// Each viewer's counters.
+    pub viewer_details: Vec<ViewerView>,
+}
+
+/// JSON view of a publisher.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublisherView {
+    /// Remote address.
+    pub addr: Option<String>,
+    /// When it connected.
+    pub connected_unix_ms: u64,
+}
+
+/// JSON view of a viewer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ViewerView {
+    /// Viewer id, unique in this relay process.
+    pub id: u64,
+    /// WebSocket or MJPEG.
+    pub kind: ViewerKind,
+    /// Remote address.
+    pub addr: Option<String>,
+    /// When it connected.
+    pub connected_unix_ms: u64,
+    /// Frames written to it.
+    pub frames_sent: u64,
+    /// Bytes written to it.
+    pub bytes_sent: u64,
+    /// Frames it skipped because it read too slowly.
+    pub dropped: u64,
+}
