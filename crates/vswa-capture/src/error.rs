@@ -30,20 +30,20 @@ pub enum CaptureError {
         message: String,
     },
     /// Opening or reading a file or stdin failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Io {
         /// What was being read (`stdin` or a path).
         what: String,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (part of the message, so not also a `source`).
+        error: std::io::Error,
     },
     /// A recording file is not usable.
-    #[error("replay of {path}: {source}")]
+    #[error("replay of {path}: {error}")]
     Recording {
         /// The recording's path.
         path: PathBuf,
-        /// What is wrong with it.
-        source: RecordingError,
+        /// What is wrong with it (part of the message).
+        error: RecordingError,
     },
     /// A thread of the capture pipeline panicked (a bug; the message names the thread).
     #[error("the {thread} thread panicked")]

@@ -221,7 +221,7 @@ pub fn open(spec: &SourceSpec, cfg: &SourceConfig) -> Result<Box<dyn Source>, Ca
         SourceSpec::Mjpeg { path: Some(path) } => {
             let file = std::fs::File::open(path).map_err(|source| CaptureError::Io {
                 what: path.display().to_string(),
-                source,
+                error: source,
             })?;
             Ok(Box::new(MjpegSource::new(
                 Box::new(std::io::BufReader::new(file)),

@@ -388,7 +388,7 @@ impl Source for MjpegSource {
                     }
                     .map_err(|source| CaptureError::Io {
                         what: self.what.clone(),
-                        source,
+                        error: source,
                     })?;
                     if n == 0 {
                         self.eof = true;

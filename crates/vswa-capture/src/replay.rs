@@ -82,11 +82,11 @@ impl ReplaySource {
 fn open_reader(path: &Path) -> Result<RecordingReader<BufReader<File>>, CaptureError> {
     let file = File::open(path).map_err(|source| CaptureError::Io {
         what: path.display().to_string(),
-        source,
+        error: source,
     })?;
     RecordingReader::new(BufReader::new(file)).map_err(|source| CaptureError::Recording {
         path: path.to_owned(),
-        source,
+        error: source,
     })
 }
 
@@ -125,7 +125,7 @@ impl Source for ReplaySource {
                 Err(source) => {
                     return Err(CaptureError::Recording {
                         path: self.path.clone(),
-                        source,
+                        error: source,
                     })
                 }
             };

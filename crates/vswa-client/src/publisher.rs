@@ -75,6 +75,19 @@ struct Shared {
     connected: AtomicBool,
 }
 
+impl Shared {
+    fn snapshot(&self) -> PublisherStats {
+        PublisherStats {
+            sent: self.sent.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            viewers: self.viewers.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            connected: self.connected.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// A connected publisher. Dropping it stops the background task.
 #[derive(Debug)]
 pub struct Publisher {
@@ -129,15 +142,7 @@ impl Publisher {
 
     /// The counters now.
     pub fn stats(&self) -> PublisherStats {
-        let s = &self.shared;
-        PublisherStats {
-            sent: s.sent.load(Ordering::Relaxed),
-            dropped: s.dropped.load(Ordering::Relaxed),
-            bytes: s.bytes.load(Ordering::Relaxed),
-            viewers: s.viewers.load(Ordering::Relaxed),
-            reconnects: s.reconnects.load(Ordering::Relaxed),
-            connected: s.connected.load(Ordering::Relaxed),
-        }
+        self.shared.snapshot()
     }
 
     /// True once the background task has stopped (a fatal error).
@@ -154,12 +159,8 @@ impl Publisher {
             .await
             .map_err(|e| ClientError::Lost(format!("publisher task failed: {e}")))?;
         let publisher_stats = PublisherStats {
-            sent: shared.sent.load(Ordering::Relaxed),
-            dropped: shared.dropped.load(Ordering::Relaxed),
-            bytes: shared.bytes.load(Ordering::Relaxed),
-            viewers: shared.viewers.load(Ordering::Relaxed),
-            reconnects: shared.reconnects.load(Ordering::Relaxed),
             connected: false,
+            ..shared.snapshot()
         };
         result.map(|()| publisher_stats)
     }

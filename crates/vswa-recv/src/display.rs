@@ -12,7 +12,7 @@ use std::time::Duration;
 use minifb::{Window, WindowOptions};
 use vswa_protocol::Frame;
 
-use crate::sink::SinkError;
+use crate::output_error::SinkError;
 
 const TITLE: &str = "vswa-recv";
 

@@ -11,6 +11,7 @@
 pub mod args;
 #[cfg(feature = "display")]
 pub mod display;
+mod output_error;
 pub mod sink;
 pub mod stats;
 
@@ -53,10 +54,10 @@ pub enum RecvError {
     #[error("{0}")]
     Refused(ClientError),
     /// No connection to the relay within the connect or reconnect timeout.
-    #[error("{source} (gave up after {} s)", waited.as_secs_f64())]
+    #[error("{error} (gave up after {} s)", waited.as_secs_f64())]
     Unreachable {
         /// The last failure.
-        source: ClientError,
+        error: ClientError,
         /// How long it kept trying.
         waited: Duration,
     },
@@ -87,7 +88,7 @@ impl RecvError {
         match e {
             ClientError::BadUrl { .. } => RecvError::Usage(e.to_string()),
             ClientError::Unreachable { .. } | ClientError::Lost(_) => {
-                RecvError::Unreachable { source: e, waited }
+                RecvError::Unreachable { error: e, waited }
             }
             ClientError::Unauthorized(_)
             | ClientError::Refused { .. }

@@ -4,47 +4,13 @@
 //! Placeholder ("no signal") frames are written like any other frame: they are what the
 //! publisher sent, and keeping them keeps file names and recordings gap-free in time.
 
+pub use crate::output_error::SinkError;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use vswa_protocol::recording::RecordingWriter;
 use vswa_protocol::Frame;
-
-/// Problems with an output.
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    /// The `--out-dir` directory cannot be created or written.
-    #[error("cannot write to output directory {}: {source}", path.display())]
-    OutDir {
-        /// The file or directory that failed.
-        path: PathBuf,
-        /// Why.
-        source: io::Error,
-    },
-    /// The `--record` file cannot be created or written.
-    #[error("cannot write recording {}: {source}", path.display())]
-    Record {
-        /// The recording path.
-        path: PathBuf,
-        /// Why.
-        source: io::Error,
-    },
-    /// The `--mjpeg` output cannot be created or written.
-    #[error("cannot write MJPEG output {target}: {source}")]
-    Mjpeg {
-        /// The path, or `stdout`.
-        target: String,
-        /// Why.
-        source: io::Error,
-    },
-    /// The reader of the `--mjpeg` pipe went away; not a failure, just the end.
-    #[error("the reader of the MJPEG output closed the pipe")]
-    PipeClosed,
-    /// The `--display` window could not be opened or failed.
-    #[error("display: {0}")]
-    Display(String),
-}
 
 /// Which outputs to open.
 #[derive(Debug, Clone, Default)]
@@ -112,9 +78,9 @@ pub struct OutDir {
 impl OutDir {
     /// Creates `dir` if missing and checks that files can be created in it.
     pub fn open(dir: &Path) -> Result<OutDir, SinkError> {
-        let err = |path: &Path, source| SinkError::OutDir {
+        let err = |path: &Path, error| SinkError::OutDir {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
         // Fail now rather than at the first frame, minutes later.
@@ -143,7 +109,10 @@ impl OutDir {
             .and_then(|()| fs::rename(&tmp, &path));
         if let Err(source) = result {
             let _ = fs::remove_file(&tmp);
-            return Err(SinkError::OutDir { path, source });
+            return Err(SinkError::OutDir {
+                path,
+                error: source,
+            });
         }
         Ok(path)
     }
@@ -162,7 +131,7 @@ impl Record {
     pub fn open(path: &Path) -> Result<Record, SinkError> {
         let err = |source| SinkError::Record {
             path: path.to_path_buf(),
-            source,
+            error: source,
         };
         // A plain File, not a BufWriter: each frame reaches the OS as soon as it is written.
         let file = File::create(path).map_err(err)?;
@@ -179,7 +148,7 @@ impl Record {
             .write_frame(frame)
             .map_err(|source| SinkError::Record {
                 path: self.path.clone(),
-                source,
+                error: source,
             })
     }
 }
@@ -213,7 +182,7 @@ impl Mjpeg {
                 target,
                 out: Box::new(file),
             }),
-            Err(source) => Err(SinkError::Mjpeg { target, source }),
+            Err(error) => Err(SinkError::Mjpeg { target, error }),
         }
     }
 
@@ -229,7 +198,7 @@ impl Mjpeg {
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(SinkError::PipeClosed),
             Err(source) => Err(SinkError::Mjpeg {
                 target: self.target.clone(),
-                source,
+                error: source,
             }),
         }
     }

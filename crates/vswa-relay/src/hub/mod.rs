@@ -23,8 +23,8 @@ mod stream;
 mod viewer;
 mod views;
 
+use stream::PublisherInfo;
 pub use stream::Stream;
-use stream::{PublisherInfo, RATE_WINDOW};
 pub use viewer::{ViewerHandle, ViewerKind, ViewerStats};
 pub use views::{PublisherView, StreamInfo, ViewerView};
 
@@ -369,16 +369,7 @@ impl PublisherHandle {
             .bytes_in
             .fetch_add(len as u64, Ordering::Relaxed);
         {
-            let mut ring = lock(&self.stream.ring);
-            let now = Instant::now();
-            ring.recent.push_back((now, len));
-            while ring
-                .recent
-                .front()
-                .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
-            {
-                ring.recent.pop_front();
-            }
+            lock(&self.stream.ring).note_arrival(Instant::now(), len);
         }
         let end = out.frame.header().flags.contains(Flags::END_OF_STREAM);
         metrics::counter!("vswa_frames_in_total").increment(1);

@@ -32,6 +32,25 @@ pub(super) struct Ring {
     pub(super) recent: VecDeque<(Instant, usize)>,
 }
 
+impl Ring {
+    /// Records a frame of `len` bytes arriving at `now` in the rate window.
+    pub(super) fn note_arrival(&mut self, now: Instant, len: usize) {
+        self.recent.push_back((now, len));
+        self.prune_rate_window(now);
+    }
+
+    /// Forgets arrivals older than [`RATE_WINDOW`].
+    pub(super) fn prune_rate_window(&mut self, now: Instant) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+        {
+            self.recent.pop_front();
+        }
+    }
+}
+
 /// Shared state of one stream.
 #[derive(Debug)]
 pub struct Stream {
@@ -110,13 +129,7 @@ impl Stream {
         let (publisher, width, height, last_sequence, fps, kbps, newest) = {
             let mut ring = lock(&self.ring);
             let now = Instant::now();
-            while ring
-                .recent
-                .front()
-                .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
-            {
-                ring.recent.pop_front();
-            }
+            ring.prune_rate_window(now);
             let (fps, kbps) = rate(&ring.recent, now);
             let header = ring.latest_frame.as_ref().map(|f| *f.frame.header());
             (

@@ -1,0 +1,40 @@
+//! The error of the outputs, shared by the file sinks and the display window (kept apart
+//! from both so neither module depends on the other for it).
+
+use std::io;
+use std::path::PathBuf;
+
+/// Problems with an output.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The `--out-dir` directory cannot be created or written.
+    #[error("cannot write to output directory {}: {error}", path.display())]
+    OutDir {
+        /// The file or directory that failed.
+        path: PathBuf,
+        /// Why.
+        error: io::Error,
+    },
+    /// The `--record` file cannot be created or written.
+    #[error("cannot write recording {}: {error}", path.display())]
+    Record {
+        /// The recording path.
+        path: PathBuf,
+        /// Why.
+        error: io::Error,
+    },
+    /// The `--mjpeg` output cannot be created or written.
+    #[error("cannot write MJPEG output {target}: {error}")]
+    Mjpeg {
+        /// The path, or `stdout`.
+        target: String,
+        /// Why.
+        error: io::Error,
+    },
+    /// The reader of the `--mjpeg` pipe went away; not a failure, just the end.
+    #[error("the reader of the MJPEG output closed the pipe")]
+    PipeClosed,
+    /// The `--display` window could not be opened or failed.
+    #[error("display: {0}")]
+    Display(String),
+}
