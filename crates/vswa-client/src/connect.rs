@@ -297,9 +297,15 @@ pub async fn connect_with_retry(
             }
             Err(e) if e.is_fatal() => return Err(e),
             Err(e) => {
-                let delay = backoff.next_delay();
-                if deadline.is_some_and(|d| Instant::now() + delay > d) {
-                    return Err(e);
+                let mut delay = backoff.next_delay();
+                if let Some(deadline) = deadline {
+                    // Keep trying until the deadline itself: the last wait is cut short
+                    // so one more attempt lands just before it, not a backoff step early.
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(e);
+                    }
+                    delay = delay.min(left);
                 }
                 tracing::warn!(
                     "{what}: {e}; retrying in {:.1} s (attempt {})",

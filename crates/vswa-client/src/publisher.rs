@@ -150,6 +150,26 @@ impl Publisher {
         self.task.is_finished()
     }
 
+    /// Like [`finish`](Publisher::finish), but gives up when `stop` completes first
+    /// (Ctrl-C while the relay is away): the background task is ended at once, frames
+    /// still queued are counted as dropped, and the counters so far are returned.
+    pub async fn finish_until(
+        self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<PublisherStats, ClientError> {
+        let shared = self.shared.clone();
+        let abort = self.task.abort_handle();
+        let queued = self.tx.max_capacity() - self.tx.capacity();
+        tokio::select! {
+            result = self.finish() => result,
+            () = stop => {
+                abort.abort();
+                shared.dropped.fetch_add(queued as u64, Ordering::Relaxed);
+                Ok(PublisherStats { connected: false, ..shared.snapshot() })
+            }
+        }
+    }
+
     /// Sends what is queued, closes the connection and returns the final counters, or
     /// the fatal error that stopped the publisher.
     pub async fn finish(self) -> Result<PublisherStats, ClientError> {

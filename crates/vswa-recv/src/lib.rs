@@ -54,7 +54,7 @@ pub enum RecvError {
     #[error("{0}")]
     Refused(ClientError),
     /// No connection to the relay within the connect or reconnect timeout.
-    #[error("{error} (gave up after {} s)", waited.as_secs_f64())]
+    #[error("{error} (gave up after {:.1} s)", waited.as_secs_f64())]
     Unreachable {
         /// The last failure.
         error: ClientError,
@@ -268,6 +268,8 @@ pub async fn run(
     };
     tokio::pin!(sleep_until_deadline);
 
+    let mut trying_since = Instant::now();
+    let mut connected_now = false;
     let result: Result<StopReason, RecvError> = loop {
         tokio::select! {
             _ = &mut shutdown => break Ok(StopReason::Signal),
@@ -283,14 +285,12 @@ pub async fn run(
             event = rx.recv() => match event {
                 None => break Err(RecvError::Internal("the connection task stopped".into())),
                 Some(Err(e)) => {
-                    let waited = if connected_once {
-                        config.reconnect_timeout.unwrap_or_default()
-                    } else {
-                        config.connect_timeout
-                    };
-                    break Err(RecvError::client(e, waited));
+                    // How long it really tried: since the start, or since the connection
+                    // was lost.
+                    break Err(RecvError::client(e, trying_since.elapsed()));
                 }
                 Some(Ok(SubscriberEvent::Hello(_))) => {
+                    connected_now = true;
                     if connected_once {
                         console.say("reconnected");
                     } else {
@@ -324,6 +324,10 @@ pub async fn run(
                     }
                 },
                 Some(Ok(SubscriberEvent::Reconnecting { error, delay })) => {
+                    if connected_now {
+                        trying_since = Instant::now();
+                        connected_now = false;
+                    }
                     stats.reconnect();
                     console.say(&format!("{error}; reconnecting in {:.1} s", delay.as_secs_f64()));
                 }

@@ -116,27 +116,40 @@ pub async fn run(
 /// Connects `publisher`, then captures, encodes and sends until the source ends, the
 /// count or duration is reached, or `shutdown` completes. `status` is called about
 /// once a second.
+///
+/// `shutdown` is honoured in every state: while connecting, while waiting for the
+/// source (a camera, stdin), while a file source waits for room in the queue, and while
+/// the publisher reconnects; then queued frames are dropped (counted) instead of
+/// waiting for a relay that is away.
 pub async fn send(
     source: OpenedSource,
     publisher: PublisherConfig,
     shutdown: impl Future<Output = ()>,
     mut status: impl FnMut(&SendStatus),
 ) -> Result<SendStatus, SendError> {
-    let publisher = Publisher::connect(publisher).await?;
+    let started = Instant::now();
+    tokio::pin!(shutdown);
+    let publisher = tokio::select! {
+        publisher = Publisher::connect(publisher) => publisher?,
+        () = &mut shutdown => return Ok(SendStatus { elapsed: started.elapsed(), ..SendStatus::default() }),
+    };
     let live = source.is_live();
     let mut pipeline = source.start();
-    let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
-    tokio::pin!(shutdown);
+    let mut stopped = false;
     loop {
         tokio::select! {
             frame = pipeline.next() => {
                 let Some(frame) = frame else { break };
                 if live {
                     publisher.try_send(frame);
-                } else if publisher.send(frame).await.is_err() {
-                    break;
+                } else {
+                    // A file source waits for room in the queue; a signal must not.
+                    tokio::select! {
+                        sent = publisher.send(frame) => if sent.is_err() { break },
+                        () = &mut shutdown => { stopped = true; break },
+                    }
                 }
             }
             _ = tick.tick() => {
@@ -149,11 +162,28 @@ pub async fn send(
                     elapsed: started.elapsed(),
                 });
             }
-            () = &mut shutdown => break,
+            () = &mut shutdown => { stopped = true; break },
         }
     }
-    let pipeline_result = pipeline.finish().await;
-    let publisher_stats = publisher.finish().await?;
+    let pipeline_result = if stopped {
+        // A source blocked in a read (stdin, a camera) cannot be interrupted; leave its
+        // thread behind rather than keep a user who pressed Ctrl-C waiting.
+        let so_far = pipeline.stats();
+        tokio::time::timeout(STOP_LINGER, pipeline.finish())
+            .await
+            .unwrap_or(Ok(so_far))
+    } else {
+        pipeline.finish().await
+    };
+    let publisher_stats = if stopped {
+        // Already asked to stop: give the queue a moment to drain, no more.
+        publisher
+            .finish_until(tokio::time::sleep(STOP_LINGER))
+            .await?
+    } else {
+        // The source ended: deliver what is queued, unless a signal comes first.
+        publisher.finish_until(&mut shutdown).await?
+    };
     let pipeline_stats = pipeline_result?;
     Ok(SendStatus {
         pipeline: pipeline_stats,
@@ -161,3 +191,6 @@ pub async fn send(
         elapsed: started.elapsed(),
     })
 }
+
+/// After a signal, how long queued frames may still take to reach a connected relay.
+const STOP_LINGER: Duration = Duration::from_millis(500);
