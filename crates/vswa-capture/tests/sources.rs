@@ -292,6 +292,7 @@ impl Source for Counter {
         }
         self.next += 1;
         if self.live {
+            // Paced like a camera, so a slow consumer makes it drop frames.
             std::thread::sleep(Duration::from_micros(200));
         }
         Ok(Some(CapturedFrame {
@@ -321,6 +322,7 @@ fn capture_thread_blocks_for_non_live_sources() {
     let mut seen = Vec::new();
     while let Some(frame) = thread.recv() {
         seen.push(frame.timestamp_us);
+        // A consumer slower than the source: a non-live source must wait, not drop.
         std::thread::sleep(Duration::from_micros(100));
     }
     assert_eq!(seen, (1..=50).collect::<Vec<_>>());
@@ -339,12 +341,15 @@ fn capture_thread_drops_for_live_sources_and_reports_failure() {
         }),
         1,
     );
-    // Wait for the source to finish before receiving anything: the channel holds one.
+    // After the first frame, wait for the source to finish before receiving more: of
+    // the other 199 frames, one fills the channel and the rest are dropped.
     let mut indices = Vec::new();
     while let Ok((index, _)) = thread.recv_indexed_timeout(Duration::from_secs(10)) {
         indices.push(index);
         if indices.len() == 1 {
-            std::thread::sleep(Duration::from_millis(100));
+            vswa_testkit::wait_for(Duration::from_secs(10), "the source to finish", || {
+                (thread.dropped() >= 198).then_some(())
+            });
         }
     }
     assert!(thread.dropped() > 0);

@@ -4,7 +4,9 @@
 mod common;
 
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -268,7 +270,19 @@ fn reconnects_after_the_relay_restarts() {
             .spawn()
             .unwrap(),
     );
-    let err = read_in_thread(child.0.stderr.take().unwrap());
+    // stderr collected as it arrives, so the test sees when vswa-recv notices each stop.
+    let log = Arc::new(Mutex::new(String::new()));
+    let log_reader = {
+        let (log, pipe) = (log.clone(), child.0.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        })
+    };
+    let reconnects = || log.lock().unwrap().matches("reconnecting in").count();
     let frames = || {
         recording::parse(&fs::read(&rec).unwrap_or_default())
             .0
@@ -276,7 +290,7 @@ fn reconnects_after_the_relay_restarts() {
     };
 
     let mut seen = wait_for(LIMIT, "first frames", || (frames() >= 10).then(frames));
-    for signal in ["TERM", "KILL"] {
+    for (stops, signal) in (1..).zip(["TERM", "KILL"]) {
         let pid = relay.pid().to_string();
         let status = std::process::Command::new("kill")
             .args([&format!("-{signal}"), &pid])
@@ -284,7 +298,10 @@ fn reconnects_after_the_relay_restarts() {
             .unwrap();
         assert!(status.success());
         wait_with_limit(&mut relay.child.0, Duration::from_secs(10)).expect("relay stops");
-        std::thread::sleep(Duration::from_millis(300));
+        // It has noticed the stop once it says it is reconnecting (or once it has exited).
+        wait_for(LIMIT, "vswa-recv to notice the relay stopped", || {
+            (reconnects() >= stops || child.0.try_wait().unwrap().is_some()).then_some(())
+        });
         assert!(
             child.0.try_wait().unwrap().is_none(),
             "vswa-recv exited when the relay stopped"
@@ -297,7 +314,8 @@ fn reconnects_after_the_relay_restarts() {
         });
     }
     drop(child);
-    let err = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
+    log_reader.join().unwrap();
+    let err = log.lock().unwrap().clone();
     assert!(err.contains("reconnecting in"), "{err}");
     assert!(err.contains("reconnected"), "{err}");
     assert_no_panic(&err);
@@ -472,12 +490,20 @@ fn display_shows_video_under_xvfb() {
             .unwrap(),
     );
     let err = read_in_thread(child.0.stderr.take().unwrap());
-    std::thread::sleep(Duration::from_millis(2500));
-    let shot = std::process::Command::new("import")
-        .args(["-window", "root", "-colors", "16", "-format", "%k", "info:"])
-        .env("DISPLAY", &display)
-        .output()
-        .unwrap();
+    // Screenshots until one shows more than one colour (the window is up and has drawn
+    // a frame), or until vswa-recv's 4 s are over; the assertions below judge the last.
+    let colours = |shot: &std::process::Output| -> Option<u32> {
+        String::from_utf8_lossy(&shot.stdout).trim().parse().ok()
+    };
+    let shot = wait_for(LIMIT, "a screenshot of the display", || {
+        let shot = std::process::Command::new("import")
+            .args(["-window", "root", "-colors", "16", "-format", "%k", "info:"])
+            .env("DISPLAY", &display)
+            .output()
+            .unwrap();
+        let drawn = shot.status.success() && colours(&shot).is_some_and(|n| n > 1);
+        (drawn || child.0.try_wait().unwrap().is_some()).then_some(shot)
+    });
     let status = wait_with_limit(&mut child.0, Duration::from_secs(20)).expect("vswa-recv exits");
     let err = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
     assert!(status.success(), "{err}");
@@ -486,10 +512,7 @@ fn display_shows_video_under_xvfb() {
         "import: {}",
         String::from_utf8_lossy(&shot.stderr)
     );
-    let colours: u32 = String::from_utf8_lossy(&shot.stdout)
-        .trim()
-        .parse()
-        .unwrap();
+    let colours = colours(&shot).unwrap();
     assert!(colours > 1, "the screen is one colour");
 }
 

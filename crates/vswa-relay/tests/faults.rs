@@ -49,6 +49,9 @@ async fn publisher_killed_mid_frame_ends_the_stream_and_a_new_one_resumes_it() {
     let next = client_frame(2, &jpeg_frame_message(1, 3000));
     dying.tcp.write_all(&next[..next.len() / 2]).await.unwrap();
     dying.tcp.flush().await.unwrap();
+    // A moment for the relay to read the half frame, so the close finds it mid-frame.
+    // The relay shows no partial frame to wait for, and the assertions below hold
+    // either way (half a frame followed at once by the close is also "died mid-frame").
     tokio::time::sleep(Duration::from_millis(100)).await;
     drop(dying);
     let end = next_control(&mut viewer)
@@ -120,6 +123,7 @@ async fn viewer_that_stops_reading_is_counted_bounded_and_disconnected() {
     let started = Instant::now();
     let (mut max_dropped, mut max_rss, mut gone_after) = (0u64, 0u64, None);
     while started.elapsed() < Duration::from_secs(30) {
+        // The sampling interval for RSS and drop counts while the stall runs its course.
         tokio::time::sleep(Duration::from_millis(500)).await;
         max_rss = max_rss.max(rss_kib(pid));
         let streams = streams_json(relay.port).await;
@@ -179,25 +183,17 @@ async fn sigterm_to_recv_while_recording_leaves_a_complete_file() {
         .spawn()
         .unwrap();
     // Let it record a while.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::fs::metadata(&rec).map_or(0, |m| m.len()) < 50_000 {
-        assert!(Instant::now() < deadline, "recording did not grow");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_async(
+        Duration::from_secs(20),
+        "the recording to grow to 50 kB",
+        async || (std::fs::metadata(&rec).map_or(0, |m| m.len()) >= 50_000).then_some(()),
+    )
+    .await;
     let _ = Command::new("kill")
         .args(["-TERM", &recv.id().to_string()])
         .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = recv.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = recv.kill();
-            panic!("vswa-recv did not exit within 10 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_with_limit(&mut recv, Duration::from_secs(10))
+        .expect("vswa-recv did not exit within 10 s of SIGTERM");
     let out = recv.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(status.success(), "exit {status:?}: {stderr}");

@@ -7,7 +7,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{bin, close_code, http_get, next_control, next_error, run_with_timeout, Relay};
+use common::{
+    bin, close_code, http_get, next_control, next_error, run_with_timeout, wait_for_async, Relay,
+};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use vswa_client::{Subscriber, SubscriberConfig, SubscriberEvent};
@@ -32,13 +34,12 @@ async fn wait_for_frame(relay: &Relay, stream_and_query: &str) {
         Some((name, query)) => format!("/snapshot/{name}.jpg?{query}"),
         None => format!("/snapshot/{stream_and_query}.jpg"),
     };
-    for _ in 0..200 {
-        if http_get(relay.port, &path, &[]).await.0 == 200 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no frame on {path} within 10 s");
+    wait_for_async(
+        Duration::from_secs(10),
+        &format!("a frame on {path}"),
+        async || (http_get(relay.port, &path, &[]).await.0 == 200).then_some(()),
+    )
+    .await;
 }
 
 /// Receives frames until `n` arrived or `limit` passed; returns them.
@@ -600,7 +601,12 @@ async fn sender_reconnects_after_relay_restart() {
     assert_eq!(receive(&mut sub, 5, Duration::from_secs(20)).await.len(), 5);
     drop(sub);
     drop(relay); // SIGKILL: no goodbye to anyone.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_for_async(
+        Duration::from_secs(10),
+        "the killed relay's port to be free",
+        async || std::net::TcpListener::bind(&listen).ok().map(drop),
+    )
+    .await;
     let relay = Relay::start_on(&listen, &[]);
     let mut sub = Subscriber::connect(SubscriberConfig::new(watch))
         .await

@@ -2,8 +2,9 @@
 //!
 //! Tests start the real binaries: [`Relay`] runs `vswa-relay` on a loopback port the
 //! kernel picks and reads the address from its "listening on" line; [`run_with_limit`]
-//! runs any program with a time limit; every child is killed and reaped on drop, so a
-//! failing test never leaves processes behind. When a test panics, the relay's last
+//! runs any program with a time limit; [`wait_for`] (and [`wait_for_async`]) wait for a
+//! condition with a deadline instead of sleeping "long enough"; every child is killed
+//! and reaped on drop, so a failing test never leaves processes behind. When a test panics, the relay's last
 //! log lines are printed to help find out why.
 
 use std::io::{BufRead, BufReader, Read};
@@ -304,7 +305,11 @@ pub fn read_in_thread(mut r: impl Read + Send + 'static) -> std::thread::JoinHan
     })
 }
 
+/// How often [`wait_for`] and [`wait_for_async`] ask again.
+const POLL: Duration = Duration::from_millis(50);
+
 /// Polls `f` every 50 ms until it returns `Some`, or panics with `what` after `limit`.
+/// Tests wait on the condition they need rather than sleeping "long enough".
 pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
     loop {
@@ -315,7 +320,28 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>
             Instant::now() < deadline,
             "timed out after {limit:?} waiting for {what}"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(POLL);
+    }
+}
+
+/// [`wait_for`] for async tests (on tokio's clock, without blocking a worker thread):
+/// polls `f` every 50 ms until it returns `Some`, or panics with `what` after `limit`.
+/// An attempt still running at the deadline is abandoned, so the wait stays bounded.
+pub async fn wait_for_async<T>(
+    limit: Duration,
+    what: &str,
+    mut f: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Ok(Some(v)) = tokio::time::timeout_at(deadline, f()).await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -418,6 +444,27 @@ mod tests {
     #[should_panic(expected = "did not finish within")]
     fn run_with_limit_kills_a_program_that_overruns() {
         run_with_limit(Command::new("sleep").arg("30"), Duration::from_millis(200));
+    }
+
+    #[tokio::test]
+    async fn wait_for_async_returns_once_the_condition_holds() {
+        let mut polls = 0;
+        let got = wait_for_async(Duration::from_secs(10), "three polls", async || {
+            polls += 1;
+            (polls == 3).then_some(polls)
+        })
+        .await;
+        assert_eq!(got, 3);
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "timed out after 200ms waiting for never")]
+    async fn wait_for_async_panics_at_the_deadline_even_mid_attempt() {
+        wait_for_async(Duration::from_millis(200), "never", async || {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Some(())
+        })
+        .await;
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
-pub use vswa_testkit::{bin, run_with_limit, Relay};
+// Not every test file uses every re-export.
+#[allow(unused_imports)]
+pub use vswa_testkit::{bin, run_with_limit, wait_for_async, wait_with_limit, Relay};
 
 /// Runs `cmd` (stdin closed) within `limit`; returns (exit code, stdout, stderr).
 pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> (Option<i32>, String, String) {
