@@ -78,9 +78,14 @@ pub struct Args {
     #[arg(long, default_value_t = defaults().hub.max_payload_len)]
     max_frame_bytes: u32,
 
-    /// Most streams at once.
+    /// Most streams with a publisher at once.
     #[arg(long, default_value_t = defaults().hub.max_streams)]
     max_streams: usize,
+
+    /// Most streams whose viewers wait for a publisher that has not come (counted apart
+    /// from --max-streams, so viewers cannot lock publishers out).
+    #[arg(long, value_name = "N", default_value_t = defaults().hub.max_waiting_streams)]
+    max_waiting_streams: usize,
 
     /// Most viewers per stream.
     #[arg(long, default_value_t = defaults().hub.max_viewers_per_stream)]
@@ -222,6 +227,7 @@ impl Args {
             listen: self.listen,
             hub: HubConfig {
                 max_streams: self.max_streams,
+                max_waiting_streams: self.max_waiting_streams,
                 max_viewers_per_stream: self.max_viewers,
                 max_viewers_total: self.max_viewers_total,
                 viewer_queue: self.viewer_queue.max(1),

@@ -28,6 +28,7 @@
 
 pub mod args;
 mod auth;
+mod deadline;
 pub mod demo;
 pub mod hub;
 mod limits;
@@ -322,16 +323,29 @@ impl Relay {
             let router = router.clone();
             let tls = self.tls.clone();
             let timeout = self.state.config.handshake_timeout;
+            let write_limit = self.state.config.stall_timeout;
             let stop = self.state.shutdown.clone();
             connections.spawn(async move {
                 let permit = Arc::new(permit);
                 metrics::gauge!("vswa_connections").increment(1.0);
                 match tls {
-                    None => serve_connection(tcp, peer, permit, router, timeout, stop).await,
+                    None => {
+                        serve_connection(tcp, peer, permit, router, timeout, write_limit, stop)
+                            .await
+                    }
                     Some(acceptor) => {
                         match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
                             Ok(Ok(stream)) => {
-                                serve_connection(stream, peer, permit, router, timeout, stop).await
+                                serve_connection(
+                                    stream,
+                                    peer,
+                                    permit,
+                                    router,
+                                    timeout,
+                                    write_limit,
+                                    stop,
+                                )
+                                .await
                             }
                             Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -369,11 +383,13 @@ async fn serve_connection<I>(
     permit: Arc<limits::ConnPermit>,
     router: axum::Router,
     handshake_timeout: Duration,
+    write_limit: Duration,
     stop: ShutdownWatcher,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let info = ConnInfo { peer, permit };
+    let io = deadline::WriteDeadline::new(io, write_limit);
     let service = router.map_request(move |mut req: http::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(info.clone());
         req

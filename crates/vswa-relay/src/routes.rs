@@ -279,8 +279,10 @@ async fn mjpeg(
     };
     let grace = state.config.end_grace;
     let shutdown = state.shutdown.clone();
+    // Like a WebSocket viewer, wait `end_grace` for a publisher that has not come yet.
+    let waiting = !viewer.stream().is_live();
     let parts = futures_util::stream::unfold(
-        (viewer, shutdown, false),
+        (viewer, shutdown, waiting),
         move |(mut viewer, shutdown, ended)| async move {
             loop {
                 if shutdown.is_triggered() {
@@ -339,7 +341,9 @@ async fn mjpeg(
 fn hub_error_response(e: HubError) -> Response {
     let status = match e {
         HubError::StreamBusy(_) => StatusCode::CONFLICT,
-        HubError::TooManyStreams(_) | HubError::TooManyViewers(_) => StatusCode::TOO_MANY_REQUESTS,
+        HubError::TooManyStreams(_) | HubError::TooManyWaiting(_) | HubError::TooManyViewers(_) => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
         HubError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
     };
     text(status, e)

@@ -2,7 +2,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::BytesMut;
@@ -32,7 +34,7 @@ fn hello(state: &RelayState, role: Role, stream: &StreamName, live: bool) -> Con
 fn hub_error_code(e: &HubError) -> ErrorCode {
     match e {
         HubError::StreamBusy(_) => ErrorCode::StreamBusy,
-        HubError::TooManyStreams(_) => ErrorCode::TooManyStreams,
+        HubError::TooManyStreams(_) | HubError::TooManyWaiting(_) => ErrorCode::TooManyStreams,
         HubError::TooManyViewers(_) => ErrorCode::TooManyViewers,
         HubError::ShuttingDown => ErrorCode::ShuttingDown,
     }
@@ -215,7 +217,11 @@ pub(crate) async fn viewer<S>(
     let mut ping = tokio::time::interval(ping_every);
     ping.tick().await;
     let stall = state.config.stall_timeout;
-    let mut grace: Option<tokio::time::Instant> = None;
+    // A viewer waits `end_grace` for a publisher: one that left, or one that never came
+    // (so sockets asking for made-up names do not stay forever).
+    let mut grace: Option<tokio::time::Instant> =
+        (!live).then(|| tokio::time::Instant::now() + state.config.end_grace);
+    let mut had_publisher = live;
     let frames_out = metrics::counter!("vswa_frames_out_total");
     let bytes_out = metrics::counter!("vswa_bytes_out_total");
     let close = loop {
@@ -239,6 +245,7 @@ pub(crate) async fn viewer<S>(
             item = handle.next() => match item {
                 Item::Frame(out) => {
                     grace = None;
+                    had_publisher = true;
                     match tokio::time::timeout(stall, wr.write_all(&out.ws)).await {
                         Ok(Ok(())) => {
                             handle.stats().record_sent(out.ws.len());
@@ -270,7 +277,11 @@ pub(crate) async fn viewer<S>(
                     }
                 }
             },
-            () = grace_sleep => break Some((1000, "the publisher did not return")),
+            () = grace_sleep => break Some((1000, if had_publisher {
+                "the publisher did not return"
+            } else {
+                "no publisher came"
+            })),
             _ = ping.tick() => {
                 let silent = started.elapsed().as_millis() as u64 - last_seen.load(Ordering::Relaxed);
                 if silent > 3 * ping_every.as_millis() as u64 {

@@ -787,13 +787,17 @@ async fn publish_token_is_required_to_publish_but_not_to_watch() {
         upgrade_status(request("/ws/publish/t?token=pub-secret")).await,
         101
     );
-    let mut header = request("/ws/publish/t2");
-    header
-        .headers_mut()
-        .insert("Authorization", "Bearer pub-secret".parse().unwrap());
-    let (mut ws, resp) = ws_connect(header).await.unwrap();
-    assert_eq!(resp.status().as_u16(), 101);
-    assert_eq!(next_control(&mut ws).await.unwrap()["role"], "publisher");
+    for (stream, scheme) in [("t2", "Bearer"), ("t3", "BEARER"), ("t4", "bearer")] {
+        // The auth scheme is case-insensitive.
+        let mut header = request(&format!("/ws/publish/{stream}"));
+        header.headers_mut().insert(
+            "Authorization",
+            format!("{scheme} pub-secret").parse().unwrap(),
+        );
+        let (mut ws, resp) = ws_connect(header).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 101, "{scheme}");
+        assert_eq!(next_control(&mut ws).await.unwrap()["role"], "publisher");
+    }
     // Watching needs no token when only the publish token is set.
     assert_eq!(upgrade_status(request("/ws/watch/t")).await, 101);
 }
@@ -849,6 +853,7 @@ async fn max_streams_limit_refuses_with_too_many_streams() {
     let relay = start(RelayConfig {
         hub: HubConfig {
             max_streams: 2,
+            max_waiting_streams: 1,
             ..Default::default()
         },
         ..Default::default()
@@ -856,20 +861,29 @@ async fn max_streams_limit_refuses_with_too_many_streams() {
     .await;
     let mut first = relay.publisher("s1").await;
     let _second = relay.publisher("s2").await;
-    for path in ["/ws/publish/s3", "/ws/watch/s4"] {
+    // A third publisher is refused; a viewer waiting on a new name is counted apart
+    // (max_waiting_streams), so it is let in, and only a second waiting name is refused.
+    let (mut waiting, _) = ws_connect(relay.ws("/ws/watch/s4")).await.unwrap();
+    let hello = next_control(&mut waiting).await.expect("hello");
+    assert_eq!(
+        (hello["type"].as_str(), hello["live"].as_bool()),
+        (Some("hello"), Some(false))
+    );
+    for (path, limit) in [("/ws/publish/s3", '2'), ("/ws/watch/s5", '1')] {
         let (mut ws, _) = ws_connect(relay.ws(path)).await.unwrap();
         let err = next_control(&mut ws).await.expect("an error message");
         assert_eq!(err["type"], "error", "{path}: {err}");
         assert_eq!(err["code"], "too_many_streams", "{path}: {err}");
-        assert!(err["message"].as_str().unwrap().contains('2'), "{err}");
+        assert!(err["message"].as_str().unwrap().contains(limit), "{err}");
         assert_eq!(next_close(&mut ws).await.map(|c| c.0), Some(4429), "{path}");
     }
-    let names: Vec<String> = relay.hub.streams().into_iter().map(|s| s.name).collect();
-    assert_eq!(names, ["s1", "s2"], "refusals leave no stream behind");
+    let mut names: Vec<String> = relay.hub.streams().into_iter().map(|s| s.name).collect();
+    names.sort();
+    assert_eq!(names, ["s1", "s2", "s4"], "refusals leave no stream behind");
     // A stream that ends frees its slot.
     first.close(None).await.unwrap();
     relay
-        .wait_until("s1 is removed", |hub| hub.streams().len() == 1)
+        .wait_until("s1 is removed", |hub| hub.streams().len() == 2)
         .await;
     let _third = relay.publisher("s3").await;
     assert!(relay.info("s3").unwrap().live);
@@ -1105,7 +1119,6 @@ async fn mjpeg_first_part_is_the_latest_frame_and_snapshot_matches() {
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: stall_timeout is only applied to WebSocket viewers; an MJPEG client that stops reading stays connected (and counted) forever"]
 async fn mjpeg_viewer_that_never_reads_is_disconnected_after_stall_timeout() {
     let relay = start(RelayConfig {
         stall_timeout: secs(2.0),
@@ -1142,4 +1155,158 @@ async fn mjpeg_viewer_that_never_reads_is_disconnected_after_stall_timeout() {
         gone,
         "the stalled MJPEG viewer was still connected after 30 s ({dropped} frames skipped)"
     );
+}
+
+/// Opens a TCP connection to `addr` with a tiny receive buffer, so a client that never
+/// reads stops the relay's writes after a few kilobytes.
+async fn tiny_window(addr: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Issue 16: with `max_streams` 10, 50 anonymous idle sockets watching made-up names
+/// (WebSocket and MJPEG) do not stop a token-holding publisher from publishing on a new
+/// stream; waiting viewers count against `max_waiting_streams`, not `max_streams`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_name_viewers_do_not_lock_out_a_publisher() {
+    let relay = start(RelayConfig {
+        publish_token: Some("pub-secret".into()),
+        hub: HubConfig {
+            max_streams: 10,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let mut idle = Vec::new();
+    for i in 0..50 {
+        if i % 2 == 0 {
+            idle.push(relay.viewer(&format!("junk{i}")).await);
+        } else {
+            let mut tcp = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+            tcp.write_all(format!("GET /stream/junk{i}.mjpg HTTP/1.0\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            idle_tcp_hold(tcp);
+        }
+    }
+    relay
+        .wait_until("50 waiting streams", |hub| hub.streams().len() == 50)
+        .await;
+    let (mut ws, _) = ws_connect(relay.ws("/ws/publish/real?token=pub-secret"))
+        .await
+        .unwrap();
+    let hello = next_control(&mut ws).await.expect("a reply");
+    assert_eq!(hello["type"], "hello", "the publisher was refused: {hello}");
+    assert!(relay.info("real").unwrap().live);
+    drop(idle);
+}
+
+/// Keeps an idle socket open until the test's runtime ends.
+fn idle_tcp_hold(tcp: tokio::net::TcpStream) {
+    tokio::spawn(async move {
+        let _tcp = tcp;
+        std::future::pending::<()>().await;
+    });
+}
+
+/// Issue 16: an MJPEG client and a ping-flooding WebSocket viewer that never read are
+/// both disconnected within `stall_timeout` + 2 s (every write to a peer has that
+/// deadline, pongs included). Real time: the deadline under test is wall-clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_reading_mjpeg_and_ping_flooding_viewers_are_disconnected_in_time() {
+    let stall = secs(2.0);
+    let relay = start(RelayConfig {
+        stall_timeout: stall,
+        ping_interval: NEVER,
+        ..Default::default()
+    })
+    .await;
+    let mut publisher = relay.publisher("live").await;
+    let mut mjpeg = tiny_window(relay.addr).await;
+    mjpeg
+        .write_all(b"GET /stream/live.mjpg HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    // The flooder watches a stream with no publisher, so no frame write catches it.
+    let mut flood = tiny_window(relay.addr).await;
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    flood
+        .write_all(
+            format!(
+                "GET /ws/watch/quiet HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    relay
+        .wait_until("both viewers are registered", |hub| {
+            let count = |n: &str| {
+                hub.stream(&StreamName::new(n).unwrap())
+                    .map_or(0, |s| s.info().viewers)
+            };
+            count("live") == 1 && count("quiet") == 1
+        })
+        .await;
+    let started = Instant::now();
+    let mut ping = bytes::BytesMut::new();
+    vswa_protocol::websocket::put_client_header(&mut ping, 0x9, 125);
+    ping.extend_from_slice(&[b'p'; 125]);
+    let mut seq = 0;
+    let gone = |relay: &Running, n: &str| {
+        relay
+            .hub
+            .stream(&StreamName::new(n).unwrap())
+            .is_none_or(|s| s.info().viewers == 0)
+    };
+    while !(gone(&relay, "live") && gone(&relay, "quiet")) {
+        assert!(
+            started.elapsed() < stall + secs(2.0),
+            "still connected after {:?}: mjpeg {}, flooder {}",
+            started.elapsed(),
+            !gone(&relay, "live"),
+            !gone(&relay, "quiet")
+        );
+        publisher
+            .send(Message::Binary(jpeg_frame_message(seq, BIG)))
+            .await
+            .unwrap();
+        seq += 1;
+        // Pings as fast as the relay takes them (loopback send buffers autotune to
+        // megabytes, so it takes many pongs to fill the relay's); a full socket just
+        // ends the round.
+        for _ in 0..10_000 {
+            if flood.try_write(&ping).is_err() {
+                break;
+            }
+        }
+        tokio::time::sleep(secs(0.02)).await;
+    }
+}
+
+/// Issue 16: a viewer of a stream that never gets a publisher is closed after
+/// `end_grace`, with a close reason saying so.
+#[tokio::test(start_paused = true)]
+async fn viewer_of_a_stream_that_never_gets_a_publisher_is_closed_after_end_grace() {
+    let relay = start(RelayConfig {
+        end_grace: secs(5.0),
+        ping_interval: NEVER,
+        ..Default::default()
+    })
+    .await;
+    let started = Instant::now();
+    let (mut ws, hello) = relay.connect("/ws/watch/nobody").await;
+    assert_eq!(hello["live"], false);
+    let close = next_close(&mut ws).await.expect("a close frame");
+    assert_eq!(close, (1000, "no publisher came".to_string()));
+    let waited = started.elapsed();
+    assert!(waited >= secs(5.0) && waited < secs(5.5), "{waited:?}");
+    relay
+        .wait_until("the waiting stream is removed", |hub| {
+            hub.streams().is_empty()
+        })
+        .await;
 }

@@ -31,8 +31,11 @@ pub use views::{PublisherView, StreamInfo, ViewerView};
 /// Limits the hub enforces.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
-    /// Most streams (with a publisher or waiting viewers) at once.
+    /// Most streams with a publisher at once.
     pub max_streams: usize,
+    /// Most streams that have viewers waiting but no publisher. Counted apart from
+    /// `max_streams`, so viewers of made-up names cannot lock publishers out.
+    pub max_waiting_streams: usize,
     /// Most viewers (WebSocket plus MJPEG) on one stream.
     pub max_viewers_per_stream: usize,
     /// Most viewers on the whole relay.
@@ -47,6 +50,7 @@ impl Default for HubConfig {
     fn default() -> Self {
         HubConfig {
             max_streams: 256,
+            max_waiting_streams: 256,
             max_viewers_per_stream: 4096,
             max_viewers_total: 8192,
             viewer_queue: 4,
@@ -61,9 +65,12 @@ pub enum HubError {
     /// The stream already has a publisher.
     #[error("stream \"{0}\" already has a publisher")]
     StreamBusy(String),
-    /// The relay has `max_streams` streams.
+    /// The relay has `max_streams` streams with a publisher.
     #[error("the relay already carries its limit of {0} streams")]
     TooManyStreams(usize),
+    /// `max_waiting_streams` streams already have viewers waiting for a publisher.
+    #[error("the relay already has {0} streams waiting for a publisher")]
+    TooManyWaiting(usize),
     /// A viewer limit is reached.
     #[error("viewer limit reached: {0}")]
     TooManyViewers(String),
@@ -136,6 +143,8 @@ struct HubInner {
     config: HubConfig,
     streams: Mutex<HashMap<StreamName, Arc<Stream>>>,
     total_viewers: AtomicUsize,
+    /// Streams whose publisher slot is taken (what `max_streams` limits).
+    live_streams: AtomicUsize,
     next_id: AtomicU64,
     shutting_down: AtomicBool,
 }
@@ -154,6 +163,7 @@ impl Hub {
                 config,
                 streams: Mutex::new(HashMap::new()),
                 total_viewers: AtomicUsize::new(0),
+                live_streams: AtomicUsize::new(0),
                 next_id: AtomicU64::new(1),
                 shutting_down: AtomicBool::new(false),
             }),
@@ -183,7 +193,10 @@ impl Hub {
         self.inner.total_viewers.load(Ordering::Relaxed)
     }
 
-    fn get_or_create(&self, name: &StreamName) -> Result<Arc<Stream>, HubError> {
+    /// The stream `name`, created if missing. A viewer may create one only while fewer
+    /// than `max_waiting_streams` streams wait for a publisher; a publisher's limit is
+    /// checked when it claims the slot ([`Hub::publish`]).
+    fn get_or_create(&self, name: &StreamName, viewer: bool) -> Result<Arc<Stream>, HubError> {
         if self.inner.shutting_down.load(Ordering::Relaxed) {
             return Err(HubError::ShuttingDown);
         }
@@ -191,8 +204,13 @@ impl Hub {
         if let Some(s) = streams.get(name) {
             return Ok(s.clone());
         }
-        if streams.len() >= self.inner.config.max_streams {
-            return Err(HubError::TooManyStreams(self.inner.config.max_streams));
+        let live = self.inner.live_streams.load(Ordering::Relaxed);
+        let config = &self.inner.config;
+        if viewer && streams.len().saturating_sub(live) >= config.max_waiting_streams {
+            return Err(HubError::TooManyWaiting(config.max_waiting_streams));
+        }
+        if !viewer && live >= config.max_streams {
+            return Err(HubError::TooManyStreams(config.max_streams));
         }
         let stream = Arc::new(Stream::new(name.clone()));
         streams.insert(name.clone(), stream.clone());
@@ -219,7 +237,7 @@ impl Hub {
         name: &StreamName,
         addr: Option<SocketAddr>,
     ) -> Result<PublisherHandle, HubError> {
-        let stream = self.get_or_create(name)?;
+        let stream = self.get_or_create(name, false)?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         {
             let mut ring = lock(&stream.ring);
@@ -227,6 +245,13 @@ impl Hub {
                 drop(ring);
                 self.release(&stream);
                 return Err(HubError::StreamBusy(name.to_string()));
+            }
+            let max = self.inner.config.max_streams;
+            if self.inner.live_streams.fetch_add(1, Ordering::AcqRel) >= max {
+                self.inner.live_streams.fetch_sub(1, Ordering::AcqRel);
+                drop(ring);
+                self.release(&stream);
+                return Err(HubError::TooManyStreams(max));
             }
             ring.publisher = Some(PublisherInfo {
                 id,
@@ -251,7 +276,7 @@ impl Hub {
         addr: Option<SocketAddr>,
     ) -> Result<ViewerHandle, HubError> {
         let config = &self.inner.config;
-        let stream = self.get_or_create(name)?;
+        let stream = self.get_or_create(name, true)?;
         let total = self.inner.total_viewers.fetch_add(1, Ordering::Relaxed) + 1;
         let refuse = |msg: String| {
             self.inner.total_viewers.fetch_sub(1, Ordering::Relaxed);
@@ -389,6 +414,7 @@ impl Drop for PublisherHandle {
             if ring.publisher.as_ref().is_some_and(|p| p.id == self.id) {
                 ring.publisher = None;
                 ring.recent.clear();
+                self.hub.inner.live_streams.fetch_sub(1, Ordering::AcqRel);
             }
         }
         if !self.hub.is_shutting_down() {
