@@ -83,6 +83,7 @@ pub(crate) async fn publisher(
     viewers.mark_changed();
     let shutdown = state.shutdown.wait();
     tokio::pin!(shutdown);
+    let mut time_budget = TimeBudget::default();
     let mut ping = tokio::time::interval(state.config.ping_interval);
     ping.tick().await;
     let idle = state.config.idle_timeout;
@@ -90,6 +91,7 @@ pub(crate) async fn publisher(
     loop {
         tokio::select! {
             msg = socket.recv() => {
+                let received_us = now_us();
                 deadline = tokio::time::Instant::now() + idle;
                 match msg {
                     None | Some(Ok(Message::Close(_))) => break,
@@ -113,7 +115,20 @@ pub(crate) async fn publisher(
                         }
                     }
                     Some(Ok(Message::Text(text))) => {
-                        if ControlMessage::from_json(text.as_str()).is_err()
+                        let parsed = ControlMessage::from_json(text.as_str());
+                        match parsed {
+                            Ok(ControlMessage::Time(t))
+                                if t.is_request() && time_budget.allow(tokio::time::Instant::now()) =>
+                            {
+                                let answer = time_answer(t.t0, received_us);
+                                if socket.send(Message::Text(answer.into())).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Ok(ControlMessage::Clock(clock)) => handle.stream().set_publisher_clock(clock),
+                            _ => {}
+                        }
+                        if parsed.is_err()
                             && serde_json::from_str::<serde_json::Value>(text.as_str()).is_err()
                         {
                             refuse_publisher(
@@ -168,7 +183,47 @@ fn is_message_too_long(e: axum::Error) -> bool {
 /// Events the viewer's reader half passes to its writer half.
 enum Inbound {
     Ping(bytes::Bytes),
+    /// A `time` request: the client's `t0` and the relay clock when it arrived.
+    Time {
+        t0: u64,
+        received_us: u64,
+    },
     Close,
+}
+
+/// The relay's clock as a wire timestamp.
+fn now_us() -> u64 {
+    vswa_protocol::timestamp_us(std::time::SystemTime::now())
+}
+
+/// The answer to a `time` request that arrived at `received_us` (`t2` read now, just
+/// before it is written).
+fn time_answer(t0: u64, received_us: u64) -> String {
+    ControlMessage::time_response(t0, received_us, now_us().max(received_us)).to_json()
+}
+
+/// At most 10 `time` answers per second on one connection (PROTOCOL.md); more
+/// requests are ignored.
+#[derive(Debug, Default)]
+struct TimeBudget {
+    window: Option<tokio::time::Instant>,
+    used: u32,
+}
+
+impl TimeBudget {
+    fn allow(&mut self, now: tokio::time::Instant) -> bool {
+        match self.window {
+            Some(start) if now.duration_since(start) < Duration::from_secs(1) => {
+                self.used += 1;
+                self.used <= 10
+            }
+            _ => {
+                self.window = Some(now);
+                self.used = 1;
+                true
+            }
+        }
+    }
 }
 
 pub(crate) async fn viewer<S>(
@@ -209,6 +264,21 @@ pub(crate) async fn viewer<S>(
     {
         return;
     }
+    let mut clock = handle.stream().publisher_clock();
+    let current = *clock.borrow_and_update();
+    if let Some(c) = current {
+        if wr
+            .write_all(&ws::encode(
+                Opcode::Text,
+                ControlMessage::Clock(c).to_json().as_bytes(),
+            ))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    let mut time_budget = TimeBudget::default();
     let started = Instant::now();
     let last_seen = Arc::new(AtomicU64::new(0));
     let (tx, mut inbound) = mpsc::channel(8);
@@ -237,6 +307,14 @@ pub(crate) async fn viewer<S>(
                 Some(Inbound::Ping(payload)) => {
                     if wr.write_all(&ws::encode(Opcode::Pong, &payload)).await.is_err() {
                         break None;
+                    }
+                }
+                Some(Inbound::Time { t0, received_us }) => {
+                    if time_budget.allow(Instant::now()) {
+                        let answer = time_answer(t0, received_us);
+                        if wr.write_all(&ws::encode(Opcode::Text, answer.as_bytes())).await.is_err() {
+                            break None;
+                        }
                     }
                 }
                 Some(Inbound::Close) => break Some((1000, "bye")),
@@ -277,6 +355,20 @@ pub(crate) async fn viewer<S>(
                     }
                 }
             },
+            changed = clock.changed() => {
+                let current = *clock.borrow_and_update();
+                match (changed, current) {
+                    (Ok(()), Some(c)) => {
+                        let msg = ControlMessage::Clock(c).to_json();
+                        if wr.write_all(&ws::encode(Opcode::Text, msg.as_bytes())).await.is_err() {
+                            break None;
+                        }
+                    }
+                    (Ok(()), None) => {}
+                    // The stream is gone; `end` comes through the ring.
+                    (Err(_), _) => clock = tokio::sync::watch::channel(None).1,
+                }
+            }
             () = grace_sleep => break Some((1000, if had_publisher {
                 "the publisher did not return"
             } else {
@@ -332,6 +424,23 @@ async fn read_viewer<R>(
                     Opcode::Close => {
                         let _ = tx.send(Inbound::Close).await;
                         return;
+                    }
+                    Opcode::Text => {
+                        let received_us = now_us();
+                        if let Ok(ControlMessage::Time(t)) = std::str::from_utf8(&frame.payload)
+                            .map_or(Err(()), |text| {
+                                ControlMessage::from_json(text).map_err(|_| ())
+                            })
+                        {
+                            if t.is_request() {
+                                let _ = tx
+                                    .send(Inbound::Time {
+                                        t0: t.t0,
+                                        received_us,
+                                    })
+                                    .await;
+                            }
+                        }
                     }
                     _ => {}
                 },

@@ -1310,3 +1310,65 @@ async fn viewer_of_a_stream_that_never_gets_a_publisher_is_closed_after_end_grac
         })
         .await;
 }
+
+/// Clock sync (PROTOCOL.md, "Clock synchronisation"): the relay answers `time`
+/// requests from publishers and viewers with `t0` echoed and its own `t1 <= t2`, and
+/// forwards the publisher's `clock` to viewers: right after `hello` to one that joins
+/// later, and to everyone when it moves by more than 1 ms (not for smaller changes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_answers_time_and_forwards_the_publishers_clock() {
+    let relay = start(RelayConfig {
+        ping_interval: NEVER,
+        ..Default::default()
+    })
+    .await;
+    let now = || vswa_protocol::timestamp_us(std::time::SystemTime::now());
+    let mut publisher = relay.publisher("clk").await;
+    let mut early = relay.viewer("clk").await;
+    for ws in [&mut publisher, &mut early] {
+        let t0 = now();
+        ws.send(Message::Text(
+            format!("{{\"type\":\"time\",\"t0\":{t0}}}").into(),
+        ))
+        .await
+        .unwrap();
+        let answer = loop {
+            let msg = next_control(ws).await.expect("a time answer");
+            if msg["type"] == "time" {
+                break msg;
+            }
+        };
+        assert_eq!(answer["t0"].as_u64(), Some(t0), "{answer}");
+        let (t1, t2) = (
+            answer["t1"].as_u64().unwrap(),
+            answer["t2"].as_u64().unwrap(),
+        );
+        assert!(t1 <= t2 && t1 >= t0 && t2 <= now(), "{answer}");
+    }
+    let clock = |offset: i64| {
+        Message::Text(
+            format!("{{\"type\":\"clock\",\"publisher_offset_us\":{offset},\"rtt_us\":400}}")
+                .into(),
+        )
+    };
+    publisher.send(clock(2_000_000)).await.unwrap();
+    assert_eq!(next_clock(&mut early).await, Some(2_000_000));
+    // A late viewer gets the current clock right after hello.
+    let mut late = relay.viewer("clk").await;
+    assert_eq!(next_clock(&mut late).await, Some(2_000_000));
+    // 0.5 ms of change is not forwarded; 5 ms is.
+    publisher.send(clock(2_000_500)).await.unwrap();
+    publisher.send(clock(2_005_000)).await.unwrap();
+    assert_eq!(next_clock(&mut early).await, Some(2_005_000));
+    assert_eq!(next_clock(&mut late).await, Some(2_005_000));
+}
+
+/// The next `clock` message's offset, skipping other control messages.
+async fn next_clock(ws: &mut Ws) -> Option<i64> {
+    loop {
+        let msg = next_control(ws).await?;
+        if msg["type"] == "clock" {
+            return msg["publisher_offset_us"].as_i64();
+        }
+    }
+}

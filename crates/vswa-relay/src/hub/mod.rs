@@ -415,6 +415,8 @@ impl Drop for PublisherHandle {
                 ring.publisher = None;
                 ring.recent.clear();
                 self.hub.inner.live_streams.fetch_sub(1, Ordering::AcqRel);
+                // The next publisher may have another clock.
+                self.stream.clock.send_replace(None);
             }
         }
         if !self.hub.is_shutting_down() {

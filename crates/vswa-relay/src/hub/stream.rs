@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
+use vswa_protocol::control::Clock;
 use vswa_protocol::StreamName;
 
 use super::viewer::ViewerStats;
@@ -54,6 +55,9 @@ impl Ring {
 /// Shared state of one stream.
 #[derive(Debug)]
 pub struct Stream {
+    /// The publisher's last `clock` report as forwarded to viewers (None: no publisher,
+    /// or one that sends none).
+    pub(super) clock: watch::Sender<Option<Clock>>,
     pub(super) name: StreamName,
     pub(super) ring: Mutex<Ring>,
     pub(super) newest: watch::Sender<u64>,
@@ -69,6 +73,7 @@ pub(super) const RATE_WINDOW: Duration = Duration::from_secs(2);
 impl Stream {
     pub(super) fn new(name: StreamName) -> Stream {
         Stream {
+            clock: watch::Sender::new(None),
             name,
             ring: Mutex::new(Ring {
                 items: VecDeque::new(),
@@ -84,6 +89,23 @@ impl Stream {
             bytes_in: AtomicU64::new(0),
             created: SystemTime::now(),
         }
+    }
+
+    /// Records the publisher's `clock` report; viewers are told when it moved by more
+    /// than [`Clock::THRESHOLD_US`] from the last one they were sent.
+    pub fn set_publisher_clock(&self, clock: Clock) {
+        self.clock.send_if_modified(|last| match last {
+            Some(prev) if !clock.differs_from(prev) => false,
+            _ => {
+                *last = Some(clock);
+                true
+            }
+        });
+    }
+
+    /// The publisher's clock report as forwarded to viewers, to watch for changes.
+    pub fn publisher_clock(&self) -> watch::Receiver<Option<Clock>> {
+        self.clock.subscribe()
     }
 
     /// The stream's name.
