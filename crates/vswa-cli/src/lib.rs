@@ -8,6 +8,22 @@ use std::future::Future;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// Writes one line to stderr, like `eprintln!`, but never panics: a closed stderr (a
+/// pipe whose reader is gone) is not worth a backtrace, and the program goes on to exit
+/// with its documented status.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::write_stderr(format_args!($($arg)*))
+    };
+}
+
+/// The function behind [`say!`].
+pub fn write_stderr(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 /// Parses the command line. `--help` and `--version` print as usual; a bad argument
 /// prints one line, `PROGRAM: error: ...`, and exits with status 2.
 pub fn parse_args<A: clap::Parser>(program: &str) -> A {
@@ -26,7 +42,7 @@ pub fn parse_args<A: clap::Parser>(program: &str) -> A {
                 .collect();
             let message = message.join(" ");
             let message = message.trim_start_matches("error: ");
-            eprintln!("{program}: error: {message} (see --help)");
+            say!("{program}: error: {message} (see --help)");
             std::process::exit(2);
         }
     }
@@ -92,7 +108,7 @@ where
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("{program}: error: cannot start the async runtime: {e}");
+            say!("{program}: error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -101,7 +117,7 @@ where
     match outcome {
         Ok(value) => ExitCode::from(on_success(value)),
         Err(e) => {
-            eprintln!("{program}: error: {e:#}");
+            say!("{program}: error: {e:#}");
             ExitCode::from(exit_code(&e))
         }
     }
@@ -118,6 +134,9 @@ pub fn init_tracing(default: &str) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
+        // Its own report of a failed write is an `eprint!`, which panics when stderr is
+        // closed; a lost log line is not worth a crash.
+        .log_internal_errors(false)
         .try_init();
 }
 

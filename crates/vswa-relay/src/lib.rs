@@ -170,12 +170,12 @@ pub async fn run(
         })?;
     let addr = listener.local_addr()?;
     let scheme = if tls { "https" } else { "http" };
-    eprintln!("vswa-relay: listening on {scheme}://{addr}");
+    vswa_cli::say!("vswa-relay: listening on {scheme}://{addr}");
     let stop_demo = Shutdown::new();
     let demo = match demo {
         Some(demo) => {
             let source = demo.open().map_err(|e| RelayError::Demo(e.to_string()))?;
-            eprintln!("vswa-relay: demo stream at {scheme}://{addr}/view/demo");
+            vswa_cli::say!("vswa-relay: demo stream at {scheme}://{addr}/view/demo");
             let hub = relay.hub().clone();
             let name = vswa_protocol::StreamName::new("demo").expect("a valid stream name");
             let stopped = stop_demo.wait();
@@ -193,7 +193,7 @@ pub async fn run(
     if let Some(demo) = demo {
         let _ = tokio::time::timeout(Duration::from_secs(2), demo).await;
     }
-    eprintln!("vswa-relay: stopped");
+    vswa_cli::say!("vswa-relay: stopped");
     Ok(())
 }
 

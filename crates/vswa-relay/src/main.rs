@@ -11,11 +11,18 @@ fn main() -> ExitCode {
     if let Some(Command::Token(token)) = &args.command {
         return match token.mint() {
             Ok(jwt) => {
-                println!("{jwt}");
-                ExitCode::SUCCESS
+                use std::io::Write;
+                // A closed stdout loses the token; say so instead of panicking.
+                match writeln!(std::io::stdout(), "{jwt}") {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        cli::say!("vswa-relay: error: cannot write the token: {e}");
+                        ExitCode::from(5)
+                    }
+                }
             }
             Err(e) => {
-                eprintln!("vswa-relay: error: {e}");
+                cli::say!("vswa-relay: error: {e}");
                 ExitCode::FAILURE
             }
         };

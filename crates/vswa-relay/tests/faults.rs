@@ -208,3 +208,42 @@ async fn sigterm_to_recv_while_recording_leaves_a_complete_file() {
     assert!(frames > 5, "only {frames} frames recorded");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 16: a closed stderr (a pipe whose reader went away) is not a panic: the relay
+/// keeps serving and exits 0 on SIGTERM, not 101.
+#[test]
+fn relay_with_a_closed_stderr_serves_and_exits_cleanly() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(vswa_testkit::bin("vswa-relay"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--demo"])
+        .env("RUST_LOG", "debug")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start vswa-relay");
+    // Close the reading end at once: every line the relay writes now gets EPIPE.
+    drop(child.stderr.take());
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    vswa_testkit::wait_for(Duration::from_secs(30), "the relay to serve", || {
+        vswa_testkit::http_get_body(addr, "/healthz")
+    });
+    // The demo publishes and logs meanwhile; the snapshot shows it is alive.
+    vswa_testkit::wait_for(Duration::from_secs(30), "a demo frame", || {
+        vswa_testkit::http_get_body(addr, "/api/streams/demo")
+            .filter(|b| b.contains("\"live\":true"))
+    });
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let status = vswa_testkit::wait_with_limit(&mut child, Duration::from_secs(15))
+        .expect("the relay exits after SIGTERM");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
