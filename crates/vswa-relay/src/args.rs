@@ -38,7 +38,9 @@ pub struct Args {
     pub command: Option<Command>,
 
     /// Address to listen on (port 0 picks a free port).
-    #[arg(long, default_value_t = defaults().listen)]
+    /// HOST:PORT, or only a port (then 127.0.0.1); a host name such as `localhost`
+    /// is resolved.
+    #[arg(long, default_value_t = defaults().listen, value_parser = parse_listen)]
     listen: SocketAddr,
 
     /// Also publish a built-in moving test pattern as stream "demo".
@@ -46,11 +48,11 @@ pub struct Args {
     demo: bool,
 
     /// Size of the demo stream, WxH.
-    #[arg(long, default_value_t = default_demo_size(), value_parser = parse_size)]
+    #[arg(long, requires = "demo", default_value_t = default_demo_size(), value_parser = parse_size)]
     demo_size: Size,
 
     /// Frame rate of the demo stream.
-    #[arg(long, default_value_t = default_demo().fps)]
+    #[arg(long, requires = "demo", default_value_t = default_demo().fps)]
     demo_fps: f64,
 
     /// Token publishers must present (Authorization: Bearer or ?token=).
@@ -167,6 +169,28 @@ pub struct TokenArgs {
     secret: String,
 }
 
+/// `--listen`: `HOST:PORT`, `[IPv6]:PORT`, a bare port, or `NAME:PORT` resolved now.
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let s = s.trim();
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let usage = "use HOST:PORT (e.g. 127.0.0.1:8080, 0.0.0.0:8080, [::]:8080) or a port";
+    if !s.contains(':') {
+        return Err(format!("{s:?} has no port: {usage}"));
+    }
+    match s.to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("{s:?} resolves to no address: {usage}")),
+        Err(e) => Err(format!("{s:?}: {e}; {usage}")),
+    }
+}
+
 fn parse_role(s: &str) -> Result<TokenRole, String> {
     match s {
         "publish" => Ok(TokenRole::Publish),
@@ -257,5 +281,30 @@ impl Args {
             }),
             ..d
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_forms() {
+        let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        assert_eq!(parse_listen("8080"), Ok(local(8080)));
+        assert_eq!(parse_listen("127.0.0.1:9"), Ok(local(9)));
+        assert_eq!(parse_listen("[::1]:9").unwrap().port(), 9);
+        assert!(parse_listen("localhost:8080").unwrap().ip().is_loopback());
+        for bad in ["localhost", "x:y", "", "1.2.3.4:99999"] {
+            let err = parse_listen(bad).unwrap_err();
+            assert!(err.contains("HOST:PORT"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn demo_options_need_demo() {
+        let err = Args::try_parse_from(["vswa-relay", "--demo-fps", "10"]).unwrap_err();
+        assert!(err.to_string().contains("--demo"), "{err}");
+        assert!(Args::try_parse_from(["vswa-relay", "--demo", "--demo-fps", "10"]).is_ok());
     }
 }

@@ -398,7 +398,9 @@ async fn serve_connection<I>(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(handshake_timeout)
-        .max_buf_size(64 * 1024)
+        // Room for a whole head of MAX_REQUEST_HEAD (checked exactly in routes) plus the
+        // start of a body.
+        .max_buf_size(2 * routes::MAX_REQUEST_HEAD)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(conn);

@@ -36,8 +36,33 @@ pub(crate) fn router(state: Arc<RelayState>) -> Router {
         .route("/api/streams/{stream}", get(api_stream))
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/favicon.ico", get(|| async { page("favicon.ico") }))
         .fallback(|| async { text(StatusCode::NOT_FOUND, "not found") })
+        .layer(axum::middleware::from_fn(limit_request_head))
         .with_state(state)
+}
+
+/// Largest request head (request line and headers) the relay reads: 64 KiB.
+pub(crate) const MAX_REQUEST_HEAD: usize = 64 * 1024;
+
+/// Refuses a request whose head is over [`MAX_REQUEST_HEAD`] with 431, however its
+/// bytes arrived (hyper's read buffer limit only catches a head that arrives in pieces
+/// larger than the buffer; one burst can get through it).
+async fn limit_request_head(req: Request, next: axum::middleware::Next) -> Response {
+    let head = req.uri().to_string().len()
+        + req
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
+    if head > MAX_REQUEST_HEAD {
+        metrics::counter!("vswa_rejected_total", "reason" => "request_head_too_large").increment(1);
+        return text(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("request head of {head} bytes is over the limit of {MAX_REQUEST_HEAD}"),
+        );
+    }
+    next.run(req).await
 }
 
 /// A plain-text response with one line.

@@ -1372,3 +1372,53 @@ async fn next_clock(ws: &mut Ws) -> Option<i64> {
         }
     }
 }
+
+/// Issue 16: browsers ask for `/favicon.ico`; it is an icon, not a 404 in every log.
+#[tokio::test]
+async fn favicon_is_served() {
+    let relay = start(RelayConfig::default()).await;
+    let (status, head, body) = http_get(relay.port(), "/favicon.ico", &[]).await;
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.to_lowercase().contains("content-type: image/x-icon"),
+        "{head}"
+    );
+    assert_eq!(&body[..4], &[0, 0, 1, 0], "an ICO header");
+}
+
+/// Issue 16: a request head over 64 KiB gets 431 even when it arrives in one burst
+/// (below hyper's read buffer, so only the relay's own check can catch it).
+#[tokio::test]
+async fn request_head_over_64_kib_is_431_however_it_arrives() {
+    let relay = start(RelayConfig::default()).await;
+    for (label, headers) in [
+        (
+            "one 100 KB header",
+            vec![format!("X-Big: {}", "a".repeat(100 * 1024))],
+        ),
+        (
+            "many small headers",
+            (0..90)
+                .map(|i| format!("X-H{i}: {}", "b".repeat(1000)))
+                .collect(),
+        ),
+    ] {
+        let mut req = String::from("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+        for h in &headers {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+        req.push_str("\r\n");
+        let mut tcp = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(LIMIT, tcp.read_to_end(&mut buf)).await;
+        let head = String::from_utf8_lossy(&buf);
+        assert!(
+            head.starts_with("HTTP/1.1 431"),
+            "{label}: expected 431, got {}",
+            head.lines().next().unwrap_or("nothing")
+        );
+    }
+    assert_eq!(http_get(relay.port(), "/healthz", &[]).await.0, 200);
+}
