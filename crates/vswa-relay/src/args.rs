@@ -256,6 +256,7 @@ impl Args {
                 max_viewers_total: self.max_viewers_total,
                 viewer_queue: self.viewer_queue.max(1),
                 max_payload_len: self.max_frame_bytes,
+                max_gop_bytes: d.hub.max_gop_bytes,
             },
             publish_token: self.publish_token.clone().filter(|t| !t.is_empty()),
             view_token: self.view_token.clone().filter(|t| !t.is_empty()),

@@ -297,6 +297,19 @@ async fn mjpeg(
     if let Err(resp) = authorize(&state, auth::TokenRole::Watch, &name, &headers, &query) {
         return resp;
     }
+    let codec = state
+        .hub
+        .stream(&name)
+        .and_then(|s| s.latest_frame())
+        .map(|f| f.frame.header().codec);
+    if codec.is_some_and(|c| c != vswa_protocol::Codec::Jpeg) {
+        return text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "stream \"{name}\" is H.264; MJPEG over HTTP carries JPEG only (watch it at /view/{name} or with vswa-recv)"
+            ),
+        );
+    }
     let peer = conn_info(req.extensions()).map(|i| i.peer);
     let viewer = match state.hub.watch(&name, ViewerKind::Mjpeg, peer) {
         Ok(v) => v,
@@ -326,6 +339,11 @@ async fn mjpeg(
                 };
                 match next {
                     Item::Frame(out) => {
+                        if out.frame.header().codec != vswa_protocol::Codec::Jpeg {
+                            // MJPEG carries JPEG only; no silent transcoding. The
+                            // response ends (a request now gets the 415 that says why).
+                            return None;
+                        }
                         let jpeg = out.frame.payload();
                         if jpeg.is_empty() {
                             continue;
@@ -387,20 +405,80 @@ async fn snapshot(
     if let Err(resp) = authorize(&state, auth::TokenRole::Watch, &name, &headers, &query) {
         return resp;
     }
-    let Some(frame) = state.hub.stream(&name).and_then(|s| s.latest_frame()) else {
-        return text(
-            StatusCode::NOT_FOUND,
-            format!(
-                "stream \"{name}\" has no frame yet (no publisher, or it has not sent a picture)"
-            ),
-        );
+    let Some(stream) = state.hub.stream(&name) else {
+        return no_frame_yet(&name);
     };
+    let Some(frame) = stream.latest_frame() else {
+        return no_frame_yet(&name);
+    };
+    if frame.frame.header().codec != vswa_protocol::Codec::Jpeg {
+        return h264_snapshot(&stream, &name).await;
+    }
     (
         [
             (header::CONTENT_TYPE, "image/jpeg"),
             (header::CACHE_CONTROL, "no-cache, no-store"),
         ],
         frame.frame.payload().clone(),
+    )
+        .into_response()
+}
+
+fn no_frame_yet(name: &StreamName) -> Response {
+    text(
+        StatusCode::NOT_FOUND,
+        format!("stream \"{name}\" has no frame yet (no publisher, or it has not sent a picture)"),
+    )
+}
+
+/// The snapshot of an H.264 stream: its latest keyframe decoded to JPEG, once per
+/// keyframe (the result is cached, so many requests cost one decode).
+#[cfg(feature = "h264")]
+async fn h264_snapshot(stream: &Arc<crate::hub::Stream>, name: &StreamName) -> Response {
+    let Some((idx, key)) = stream.latest_keyframe() else {
+        return no_frame_yet(name);
+    };
+    if let Some(jpeg) = stream.cached_snapshot(idx) {
+        return jpeg_response(jpeg);
+    }
+    let payload = key.frame.payload().clone();
+    let decoded = tokio::task::spawn_blocking(move || {
+        vswa_codec::H264Decoder::new().and_then(|mut d| d.decode_to_jpeg(&payload, 85))
+    })
+    .await;
+    match decoded {
+        Ok(Ok(Some(jpeg))) => {
+            stream.cache_snapshot(idx, jpeg.clone());
+            jpeg_response(jpeg)
+        }
+        Ok(Ok(None)) => no_frame_yet(name),
+        Ok(Err(e)) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot decode the latest H.264 keyframe of \"{name}\": {e}"),
+        ),
+        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "the decoder failed"),
+    }
+}
+
+/// Without the `h264` feature the relay forwards H.264 but cannot make pictures of it.
+#[cfg(not(feature = "h264"))]
+async fn h264_snapshot(_stream: &Arc<crate::hub::Stream>, name: &StreamName) -> Response {
+    text(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!(
+            "stream \"{name}\" is H.264; snapshots of it need a relay built with the `h264` feature"
+        ),
+    )
+}
+
+#[cfg(feature = "h264")]
+fn jpeg_response(jpeg: Bytes) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/jpeg"),
+            (header::CACHE_CONTROL, "no-cache, no-store"),
+        ],
+        jpeg,
     )
         .into_response()
 }

@@ -1422,3 +1422,116 @@ async fn request_head_over_64_kib_is_431_however_it_arrives() {
     }
     assert_eq!(http_get(relay.port(), "/healthz", &[]).await.0, 200);
 }
+
+/// An H.264 frame message with a synthetic Annex B payload: a keyframe every `gop`.
+fn h264_message(seq: u64, gop: u64) -> Bytes {
+    let key = seq % gop == 0;
+    let nal = if key { 0x65 } else { 0x41 };
+    let header = vswa_protocol::FrameHeader::h264(seq, 1_000 + seq, 16, 16, key);
+    Frame::new(header, Bytes::from(vec![0, 0, 0, 1, nal, seq as u8])).to_bytes()
+}
+
+/// Issue 14: a viewer joining an H.264 stream mid-GOP receives the keyframe first (then
+/// the rest of the GOP in order); MJPEG of an H.264 stream is a clear 415; a payload
+/// without an Annex B start code is refused.
+#[tokio::test]
+async fn h264_late_joiner_gets_a_keyframe_first_and_mjpeg_is_415() {
+    let relay = start(RelayConfig {
+        ping_interval: NEVER,
+        ..Default::default()
+    })
+    .await;
+    let mut publisher = relay.publisher("h").await;
+    for seq in 0..15 {
+        publisher
+            .send(Message::Binary(h264_message(seq, 10)))
+            .await
+            .unwrap();
+    }
+    relay
+        .wait_until("15 frames are in", |hub| {
+            hub.stream(&StreamName::new("h").unwrap())
+                .is_some_and(|s| s.info().last_sequence == Some(14))
+        })
+        .await;
+    let mut late = relay.viewer("h").await;
+    let mut seqs = Vec::new();
+    for _ in 0..5 {
+        let seq = next_seq(&mut late).await.expect("a frame");
+        seqs.push(seq);
+    }
+    assert_eq!(
+        seqs,
+        [10, 11, 12, 13, 14],
+        "starts at the keyframe, in order"
+    );
+    let info = relay.info("h").unwrap();
+    assert_eq!(info.codec, "h264");
+    let (status, _, body) = http_get(relay.port(), "/stream/h.mjpg", &[]).await;
+    assert_eq!(status, 415);
+    assert!(String::from_utf8_lossy(&body).contains("H.264"), "{body:?}");
+    // Codec 2 needs an Annex B start code.
+    let mut bad = relay.publisher("bad").await;
+    let header = vswa_protocol::FrameHeader::h264(0, 1, 16, 16, true);
+    bad.send(Message::Binary(
+        Frame::new(header, Bytes::from_static(b"\xff\xd8no")).to_bytes(),
+    ))
+    .await
+    .unwrap();
+    let err = next_error(&mut bad).await.expect("an error");
+    assert_eq!(err["code"], "invalid_frame", "{err}");
+}
+
+/// Issue 14: `/snapshot` of an H.264 stream decodes its latest keyframe to JPEG (feature
+/// `h264`), or says 415 in a relay built without it.
+#[tokio::test]
+async fn h264_snapshot_is_the_latest_keyframe_as_jpeg_or_415() {
+    let relay = start(RelayConfig::default()).await;
+    let mut publisher = relay.publisher("hs").await;
+    #[cfg(feature = "h264")]
+    {
+        use vswa_codec::{H264Encoder, H264Options, Image, PixelFormat};
+        let (w, h) = (64u32, 48u32);
+        let mut encoder = H264Encoder::new(w, h, &H264Options::default()).unwrap();
+        let picture =
+            Image::new(PixelFormat::Rgb8, w, h, vec![120u8; (w * h * 3) as usize]).unwrap();
+        let mut seq = 0;
+        while seq < 3 {
+            let Some(au) = encoder.encode(&picture).unwrap() else {
+                continue;
+            };
+            let header = vswa_protocol::FrameHeader::h264(seq, 1_000, 64, 48, au.keyframe);
+            publisher
+                .send(Message::Binary(Frame::new(header, au.data).to_bytes()))
+                .await
+                .unwrap();
+            seq += 1;
+        }
+        relay
+            .wait_until("3 frames are in", |hub| {
+                hub.stream(&StreamName::new("hs").unwrap())
+                    .is_some_and(|s| s.info().last_sequence == Some(2))
+            })
+            .await;
+        let (status, head, body) = http_get(relay.port(), "/snapshot/hs.jpg", &[]).await;
+        assert_eq!(status, 200, "{head}");
+        let decoded = vswa_codec::decode(&body).expect("a JPEG");
+        assert_eq!((decoded.width, decoded.height), (64, 48));
+    }
+    #[cfg(not(feature = "h264"))]
+    {
+        publisher
+            .send(Message::Binary(h264_message(0, 10)))
+            .await
+            .unwrap();
+        relay
+            .wait_until("a frame is in", |hub| {
+                hub.stream(&StreamName::new("hs").unwrap())
+                    .is_some_and(|s| s.info().last_sequence == Some(0))
+            })
+            .await;
+        let (status, _, body) = http_get(relay.port(), "/snapshot/hs.jpg", &[]).await;
+        assert_eq!(status, 415);
+        assert!(String::from_utf8_lossy(&body).contains("h264"), "{body:?}");
+    }
+}

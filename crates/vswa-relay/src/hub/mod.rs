@@ -44,6 +44,11 @@ pub struct HubConfig {
     pub viewer_queue: usize,
     /// Largest accepted payload in bytes.
     pub max_payload_len: u32,
+    /// Most bytes a stream keeps of its current GOP (frames since the last keyframe of
+    /// a codec with delta frames, H.264), so a new viewer starts at a keyframe. A GOP
+    /// larger than this is cut from the front; new viewers then wait for the next
+    /// keyframe.
+    pub max_gop_bytes: usize,
 }
 
 impl Default for HubConfig {
@@ -55,6 +60,7 @@ impl Default for HubConfig {
             max_viewers_total: 8192,
             viewer_queue: 4,
             max_payload_len: 8 * 1024 * 1024,
+            max_gop_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -315,13 +321,25 @@ impl Hub {
         };
         stream.viewer_count.send_replace(count as u32);
         metrics::gauge!("vswa_viewers").increment(1.0);
-        // Start at the newest frame, so a new viewer gets a picture at once.
-        let next = {
+        // Start at the newest point a decoder can start (the newest JPEG frame, the
+        // latest H.264 keyframe), so a new viewer gets a picture at once; the frames
+        // from there to the newest come as one burst.
+        let (next, burst_until) = {
             let ring = lock(&stream.ring);
-            match ring.items.back() {
-                Some((idx, Item::Frame(_))) => *idx,
+            let oldest = ring.items.front().map_or(ring.next_idx, |(i, _)| *i);
+            let start = match (ring.items.back(), ring.last_key) {
+                (Some((_, Item::Frame(_))), Some(key)) if key >= oldest => {
+                    match ring.items.get((key - oldest) as usize) {
+                        Some((_, Item::Frame(_))) => key,
+                        // The stream ended and restarted without a keyframe yet.
+                        _ => ring.next_idx,
+                    }
+                }
+                // No keyframe kept (a GOP over max_gop_bytes): wait for the next one.
+                (Some((_, Item::Frame(_))), _) => ring.next_idx,
                 _ => ring.next_idx,
-            }
+            };
+            (start, ring.next_idx - 1)
         };
         stats.position.store(next, Ordering::Relaxed);
         let newest = stream.newest.subscribe();
@@ -330,6 +348,9 @@ impl Hub {
             stream,
             stats,
             next,
+            burst_until,
+            // Whatever comes first, a viewer starts at a point a decoder can start.
+            need_key: true,
             newest,
             queue: config.viewer_queue.max(1),
         })
@@ -340,7 +361,11 @@ impl Hub {
         self.inner.shutting_down.store(true, Ordering::Relaxed);
         let streams: Vec<Arc<Stream>> = lock(&self.inner.streams).values().cloned().collect();
         for stream in streams {
-            stream.push(Item::End(EndReason::Shutdown), self.ring_len());
+            stream.push(
+                Item::End(EndReason::Shutdown),
+                self.ring_len(),
+                self.gop_bytes(),
+            );
         }
     }
 
@@ -351,6 +376,11 @@ impl Hub {
 
     fn ring_len(&self) -> usize {
         self.inner.config.viewer_queue.max(1) + 1
+    }
+
+    /// Most bytes the ring keeps to hold the current GOP.
+    fn gop_bytes(&self) -> usize {
+        self.inner.config.max_gop_bytes
     }
 }
 
@@ -399,10 +429,14 @@ impl PublisherHandle {
         let end = out.frame.header().flags.contains(Flags::END_OF_STREAM);
         metrics::counter!("vswa_frames_in_total").increment(1);
         metrics::counter!("vswa_bytes_in_total").increment(len as u64);
-        self.stream.push(Item::Frame(out), self.hub.ring_len());
+        self.stream
+            .push(Item::Frame(out), self.hub.ring_len(), self.hub.gop_bytes());
         if end {
-            self.stream
-                .push(Item::End(EndReason::PublisherLeft), self.hub.ring_len());
+            self.stream.push(
+                Item::End(EndReason::PublisherLeft),
+                self.hub.ring_len(),
+                self.hub.gop_bytes(),
+            );
         }
     }
 }
@@ -420,8 +454,11 @@ impl Drop for PublisherHandle {
             }
         }
         if !self.hub.is_shutting_down() {
-            self.stream
-                .push(Item::End(EndReason::PublisherLeft), self.hub.ring_len());
+            self.stream.push(
+                Item::End(EndReason::PublisherLeft),
+                self.hub.ring_len(),
+                self.hub.gop_bytes(),
+            );
         }
         metrics::gauge!("vswa_publishers").decrement(1.0);
         tracing::info!(stream = %self.stream.name, "publisher left");
@@ -496,6 +533,90 @@ mod tests {
             Item::Frame(f) => f.frame.header().sequence,
             Item::End(r) => panic!("unexpected end {r:?}"),
         }
+    }
+
+    /// An H.264 frame: a keyframe every `gop` frames, Annex B payload.
+    fn h264_frame(seq: u64, gop: u64) -> Bytes {
+        let key = seq % gop == 0;
+        let nal = if key { 0x65 } else { 0x41 };
+        Frame::new(
+            FrameHeader::h264(seq, 1000 + seq, 16, 16, key),
+            Bytes::from(vec![0, 0, 0, 1, nal, seq as u8]),
+        )
+        .to_bytes()
+    }
+
+    fn drain(viewer: &mut ViewerHandle) -> Vec<u64> {
+        std::iter::from_fn(|| viewer.try_next()).map(seq).collect()
+    }
+
+    #[test]
+    fn h264_late_joiner_starts_at_the_latest_keyframe() {
+        let hub = Hub::new(HubConfig::default());
+        let publisher = hub.publish(&name("h"), None).unwrap();
+        for i in 0..25 {
+            publisher.publish(h264_frame(i, 10)).unwrap();
+        }
+        // Mid-GOP (keyframes at 0, 10, 20): the newcomer gets 20..=24 as one burst,
+        // starting with the keyframe, although that is more than its queue.
+        let mut late = hub.watch(&name("h"), ViewerKind::Ws, None).unwrap();
+        assert_eq!(drain(&mut late), [20, 21, 22, 23, 24]);
+        assert_eq!(late.stats().dropped(), 0);
+        // It then follows the stream frame by frame.
+        publisher.publish(h264_frame(25, 10)).unwrap();
+        assert_eq!(drain(&mut late), [25]);
+        let info = hub.stream(&name("h")).unwrap().info();
+        assert_eq!((info.codec.as_str(), info.gop_frames), ("h264", Some(10)));
+    }
+
+    #[test]
+    fn h264_slow_viewer_skips_to_the_next_keyframe_never_to_a_delta_frame() {
+        let hub = Hub::new(HubConfig::default()); // viewer_queue 4
+        let publisher = hub.publish(&name("h"), None).unwrap();
+        publisher.publish(h264_frame(0, 10)).unwrap();
+        let mut slow = hub.watch(&name("h"), ViewerKind::Ws, None).unwrap();
+        assert_eq!(drain(&mut slow), [0]);
+        // It falls 7 frames behind inside the GOP: no keyframe ahead, so it drops them
+        // and waits.
+        for i in 1..8 {
+            publisher.publish(h264_frame(i, 10)).unwrap();
+        }
+        assert_eq!(drain(&mut slow), Vec::<u64>::new());
+        assert_eq!(slow.stats().dropped(), 7);
+        publisher.publish(h264_frame(8, 10)).unwrap();
+        publisher.publish(h264_frame(9, 10)).unwrap();
+        assert_eq!(drain(&mut slow), Vec::<u64>::new(), "still no keyframe");
+        // The next keyframe arrives: it resumes there.
+        publisher.publish(h264_frame(10, 10)).unwrap();
+        publisher.publish(h264_frame(11, 10)).unwrap();
+        assert_eq!(drain(&mut slow), [10, 11]);
+        // Far behind with a keyframe ahead: it jumps to that keyframe.
+        for i in 12..27 {
+            publisher.publish(h264_frame(i, 10)).unwrap();
+        }
+        assert_eq!(drain(&mut slow), [20, 21, 22, 23, 24, 25, 26]);
+    }
+
+    #[test]
+    fn a_gop_over_max_gop_bytes_is_cut_and_newcomers_wait_for_a_keyframe() {
+        let hub = Hub::new(HubConfig {
+            max_gop_bytes: 100,
+            ..HubConfig::default()
+        });
+        let publisher = hub.publish(&name("h"), None).unwrap();
+        for i in 0..30 {
+            publisher.publish(h264_frame(i, 100)).unwrap();
+        }
+        let mut late = hub.watch(&name("h"), ViewerKind::Ws, None).unwrap();
+        assert_eq!(drain(&mut late), Vec::<u64>::new(), "no keyframe kept");
+        publisher.publish(h264_frame(30, 100)).unwrap();
+        assert_eq!(
+            drain(&mut late),
+            Vec::<u64>::new(),
+            "a delta frame is not a start"
+        );
+        publisher.publish(h264_frame(100, 100)).unwrap();
+        assert_eq!(drain(&mut late), [100]);
     }
 
     #[tokio::test]

@@ -31,6 +31,36 @@ pub(super) struct Ring {
     pub(super) publisher: Option<PublisherInfo>,
     /// Arrival times and sizes of recent frames, for fps and bitrate.
     pub(super) recent: VecDeque<(Instant, usize)>,
+    /// Index of the newest item a decoder can start at (a keyframe; every JPEG frame;
+    /// an `end`). The ring keeps everything from it on (bounded by bytes), so a new
+    /// viewer of an H.264 stream starts at its keyframe.
+    pub(super) last_key: Option<u64>,
+    /// Bytes of the frames in `items`.
+    pub(super) bytes: usize,
+    /// Frames from `last_key` to the newest, for `/api/streams` (the GOP so far).
+    pub(super) since_key: u64,
+    /// Frames between the last two keyframes (the stream's GOP length), once known.
+    pub(super) gop: Option<u64>,
+}
+
+/// Whether a decoder can start at `item`: a keyframe, any JPEG frame (each one is a
+/// whole picture), or an `end`.
+pub(super) fn is_key(item: &Item) -> bool {
+    match item {
+        Item::Frame(f) => {
+            let header = f.frame.header();
+            header.codec == vswa_protocol::Codec::Jpeg
+                || header.flags.contains(vswa_protocol::Flags::KEYFRAME)
+        }
+        Item::End(_) => true,
+    }
+}
+
+fn item_bytes(item: &Item) -> usize {
+    match item {
+        Item::Frame(f) => f.ws.len(),
+        Item::End(_) => 0,
+    }
 }
 
 impl Ring {
@@ -55,6 +85,8 @@ impl Ring {
 /// Shared state of one stream.
 #[derive(Debug)]
 pub struct Stream {
+    /// The last snapshot decoded from a keyframe (H.264), by ring index.
+    pub(super) snapshot: Mutex<Option<(u64, bytes::Bytes)>>,
     /// The publisher's last `clock` report as forwarded to viewers (None: no publisher,
     /// or one that sends none).
     pub(super) clock: watch::Sender<Option<Clock>>,
@@ -73,6 +105,7 @@ pub(super) const RATE_WINDOW: Duration = Duration::from_secs(2);
 impl Stream {
     pub(super) fn new(name: StreamName) -> Stream {
         Stream {
+            snapshot: Mutex::new(None),
             clock: watch::Sender::new(None),
             name,
             ring: Mutex::new(Ring {
@@ -81,6 +114,10 @@ impl Stream {
                 latest_frame: None,
                 publisher: None,
                 recent: VecDeque::new(),
+                last_key: None,
+                bytes: 0,
+                since_key: 0,
+                gop: None,
             }),
             newest: watch::Sender::new(0),
             viewer_count: watch::Sender::new(0),
@@ -108,6 +145,34 @@ impl Stream {
         self.clock.subscribe()
     }
 
+    /// The newest keyframe the ring holds, with its ring index (None when the GOP was
+    /// cut or the stream has no frame).
+    pub fn latest_keyframe(&self) -> Option<(u64, Arc<OutFrame>)> {
+        let ring = lock(&self.ring);
+        let key = ring.last_key?;
+        let oldest = ring.items.front()?.0;
+        match ring
+            .items
+            .get(usize::try_from(key.checked_sub(oldest)?).ok()?)
+        {
+            Some((_, Item::Frame(f))) => Some((key, f.clone())),
+            _ => None,
+        }
+    }
+
+    /// A snapshot made from the keyframe at ring index `key`, if one was cached.
+    pub fn cached_snapshot(&self, key: u64) -> Option<bytes::Bytes> {
+        lock(&self.snapshot)
+            .as_ref()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, jpeg)| jpeg.clone())
+    }
+
+    /// Caches the snapshot made from the keyframe at ring index `key`.
+    pub fn cache_snapshot(&self, key: u64, jpeg: bytes::Bytes) {
+        *lock(&self.snapshot) = Some((key, jpeg));
+    }
+
     /// The stream's name.
     pub fn name(&self) -> &StreamName {
         &self.name
@@ -123,7 +188,10 @@ impl Stream {
         lock(&self.ring).publisher.is_some()
     }
 
-    pub(super) fn push(&self, item: Item, keep: usize) -> u64 {
+    /// Appends `item`. The ring keeps the newest `keep` items, and beyond that every
+    /// item from the latest keyframe on while they hold at most `gop_bytes` (so a new
+    /// viewer of a codec with delta frames can start at a keyframe).
+    pub(super) fn push(&self, item: Item, keep: usize, gop_bytes: usize) -> u64 {
         let idx = {
             let mut ring = lock(&self.ring);
             let idx = ring.next_idx;
@@ -132,9 +200,26 @@ impl Stream {
                 Item::Frame(f) => ring.latest_frame = Some(f.clone()),
                 Item::End(_) => ring.latest_frame = None,
             }
+            if is_key(&item) {
+                if matches!(item, Item::Frame(_)) && ring.last_key.is_some() {
+                    ring.gop = Some(ring.since_key.max(1));
+                }
+                ring.last_key = Some(idx);
+                ring.since_key = u64::from(matches!(item, Item::Frame(_)));
+            } else {
+                ring.since_key += 1;
+            }
+            ring.bytes += item_bytes(&item);
             ring.items.push_back((idx, item));
+            let last_key = ring.last_key.unwrap_or(idx);
             while ring.items.len() > keep {
-                ring.items.pop_front();
+                let front = ring.items.front().map_or(idx, |(i, _)| *i);
+                if front >= last_key && ring.bytes <= gop_bytes {
+                    break;
+                }
+                if let Some((_, old)) = ring.items.pop_front() {
+                    ring.bytes -= item_bytes(&old);
+                }
             }
             idx
         };
@@ -148,12 +233,19 @@ impl Stream {
 
     /// A snapshot of the stream's statistics.
     pub fn info(&self) -> StreamInfo {
-        let (publisher, width, height, last_sequence, fps, kbps, newest) = {
+        let (publisher, width, height, last_sequence, fps, kbps, newest, codec, gop) = {
             let mut ring = lock(&self.ring);
             let now = Instant::now();
             ring.prune_rate_window(now);
             let (fps, kbps) = rate(&ring.recent, now);
             let header = ring.latest_frame.as_ref().map(|f| *f.frame.header());
+            let codec = match header.map(|h| h.codec) {
+                Some(vswa_protocol::Codec::Jpeg) => "jpeg",
+                Some(vswa_protocol::Codec::H264) => "h264",
+                Some(_) => "other",
+                None => "",
+            };
+            let gop = ring.gop;
             (
                 ring.publisher.as_ref().map(|p| PublisherView {
                     addr: p.addr.map(|a| a.to_string()),
@@ -165,6 +257,8 @@ impl Stream {
                 fps,
                 kbps,
                 ring.next_idx - 1,
+                codec,
+                gop,
             )
         };
         let mut viewers: Vec<ViewerView> = lock(&self.viewers)
@@ -182,6 +276,8 @@ impl Stream {
         viewers.sort_by_key(|v| v.id);
         StreamInfo {
             name: self.name.to_string(),
+            codec: codec.to_string(),
+            gop_frames: gop,
             live: publisher.is_some(),
             publisher,
             width,

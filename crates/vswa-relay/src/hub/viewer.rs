@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use super::stream::is_key;
 use super::{lock, Hub, Item, Stream};
 
 /// What kind of viewer.
@@ -69,6 +70,11 @@ pub struct ViewerHandle {
     pub(super) stream: Arc<Stream>,
     pub(super) stats: Arc<ViewerStats>,
     pub(super) next: u64,
+    /// A new viewer gets the frames from its starting keyframe up to this index without
+    /// skipping (the GOP burst).
+    pub(super) burst_until: u64,
+    /// Skipped into the middle of a GOP: skip delta frames until the next keyframe.
+    pub(super) need_key: bool,
     pub(super) newest: watch::Receiver<u64>,
     pub(super) queue: usize,
 }
@@ -102,6 +108,11 @@ impl ViewerHandle {
     }
 
     /// The next item if one is ready.
+    ///
+    /// A viewer more than its queue behind skips to the newest item a decoder can start
+    /// at: the newest frame for JPEG, the newest keyframe for H.264. When the only
+    /// items ahead are delta frames of the GOP it is in, it skips them all and waits
+    /// for the next keyframe, never handing out a delta frame it cannot decode.
     pub fn try_next(&mut self) -> Option<Item> {
         let ring = lock(&self.stream.ring);
         let newest = ring.next_idx - 1;
@@ -111,8 +122,38 @@ impl ViewerHandle {
         let oldest = ring.items.front().map_or(newest + 1, |(i, _)| *i);
         let behind = newest - self.next + 1;
         let mut want = self.next.max(oldest);
-        if behind as usize > self.queue {
-            want = newest;
+        if want > self.next && !self.need_key {
+            // Items we never saw fell out of the ring: resume only at a keyframe.
+            self.need_key = true;
+        }
+        if behind as usize > self.queue && self.next > self.burst_until {
+            self.need_key = true;
+        }
+        if self.need_key {
+            let key = ring
+                .items
+                .iter()
+                .rev()
+                .take_while(|(i, _)| *i >= want)
+                .find(|(_, item)| is_key(item))
+                .map(|(i, _)| *i);
+            match key {
+                Some(key) => {
+                    // From the keyframe on, the frames already here come as one burst.
+                    want = key;
+                    self.need_key = false;
+                    self.burst_until = newest;
+                }
+                None => {
+                    // Nothing decodable yet: drop what is there and wait.
+                    let skipped = newest + 1 - self.next;
+                    self.stats.dropped.fetch_add(skipped, Ordering::Relaxed);
+                    metrics::counter!("vswa_frames_dropped_total").increment(skipped);
+                    self.next = newest + 1;
+                    self.stats.position.store(self.next, Ordering::Relaxed);
+                    return None;
+                }
+            }
         }
         let skipped = want - self.next;
         if skipped > 0 {

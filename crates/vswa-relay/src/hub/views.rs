@@ -13,6 +13,10 @@ pub struct StreamInfo {
     pub live: bool,
     /// The publisher, if connected.
     pub publisher: Option<PublisherView>,
+    /// Codec of the newest frame: `jpeg` or `h264` (empty before the first frame).
+    pub codec: String,
+    /// Frames from one keyframe to the next (H.264; 1 for JPEG), once two were seen.
+    pub gop_frames: Option<u64>,
     /// Width of the newest frame.
     pub width: u16,
     /// Height of the newest frame.

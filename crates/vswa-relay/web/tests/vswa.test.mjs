@@ -9,11 +9,11 @@ import {
   parseFrame, buildFrame, wsUrl, streamFromPath, tokenFromQuery, withToken, STREAM_NAME_RE,
 } from '../vswa.js';
 
-const doc = readFileSync(fileURLToPath(new URL('../../docs/PROTOCOL.md', import.meta.url)), 'utf8');
+const doc = readFileSync(fileURLToPath(new URL('../../../../docs/PROTOCOL.md', import.meta.url)), 'utf8');
 
 function vectors(text) {
   const out = new Map();
-  const re = /```hex vector=([A-Za-z0-9_-]+)\n([\s\S]*?)```/g;
+  const re = /```hex vector=([A-Za-z0-9_-]+)(?: error=[a-z_]+)?\n([\s\S]*?)```/g;
   for (const m of text.matchAll(re)) {
     const hex = m[2].replace(/\s+/g, '');
     assert.match(hex, /^([0-9a-fA-F]{2})*$/, `vector ${m[1]} is not hex`);
