@@ -127,6 +127,17 @@ pub struct Args {
     #[arg(long, default_value_t = defaults().stall_timeout.as_secs_f64())]
     stall_timeout: f64,
 
+    /// Latency ceiling in milliseconds: a frame older than this is never written to a
+    /// viewer, which skips to the next decodable frame (counted as dropped); 0 turns it
+    /// off.
+    #[arg(long, value_name = "MS", default_value_t = defaults().max_latency.as_millis() as u64)]
+    max_latency: u64,
+
+    /// Most bytes of the current GOP (H.264: frames since the last keyframe) a stream
+    /// keeps so that a new viewer starts at a keyframe.
+    #[arg(long, value_name = "BYTES", default_value_t = defaults().hub.max_gop_bytes)]
+    max_gop_bytes: usize,
+
     /// Seconds viewers wait for a publisher that left to return.
     #[arg(long, default_value_t = defaults().end_grace.as_secs_f64())]
     end_grace: f64,
@@ -256,7 +267,7 @@ impl Args {
                 max_viewers_total: self.max_viewers_total,
                 viewer_queue: self.viewer_queue.max(1),
                 max_payload_len: self.max_frame_bytes,
-                max_gop_bytes: d.hub.max_gop_bytes,
+                max_gop_bytes: self.max_gop_bytes,
             },
             publish_token: self.publish_token.clone().filter(|t| !t.is_empty()),
             view_token: self.view_token.clone().filter(|t| !t.is_empty()),
@@ -275,6 +286,7 @@ impl Args {
             end_grace: positive_seconds("end-grace", self.end_grace)?,
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
+            max_latency: Duration::from_millis(self.max_latency),
             demo: self.demo.then_some(DemoConfig {
                 width: self.demo_size.width,
                 height: self.demo_size.height,

@@ -93,6 +93,11 @@ pub struct RelayConfig {
     /// /64 network (0: no such limit). Set it on a relay that faces the internet, so one
     /// client cannot fill `max_connections`.
     pub max_connections_per_ip: usize,
+    /// The latency ceiling: a frame older than this (since capture on the relay's clock
+    /// when the publisher reports its clock, else since it reached the relay) is never
+    /// written to a viewer; the viewer skips to the next decodable frame and the frame
+    /// counts as dropped (`late`). Zero turns it off.
+    pub max_latency: Duration,
     /// After shutdown begins, how long sessions get to say goodbye (viewers get `end`
     /// and a close) before `serve` returns anyway.
     pub shutdown_grace: Duration,
@@ -116,6 +121,7 @@ impl Default for RelayConfig {
             max_connections: 10_000,
             max_connections_per_ip: 0,
             shutdown_grace: Duration::from_secs(5),
+            max_latency: Duration::from_millis(500),
         }
     }
 }
@@ -244,6 +250,14 @@ fn describe_metrics() {
     describe_counter!(
         "vswa_frames_dropped_total",
         "Frames skipped for slow viewers"
+    );
+    describe_counter!(
+        "vswa_frames_late_total",
+        "Frames not written to a viewer because they were older than --max-latency"
+    );
+    metrics::describe_histogram!(
+        "vswa_viewer_lag_seconds",
+        "Age of each frame when the relay wrote it to a viewer, by stream"
     );
     describe_counter!(
         "vswa_rejected_total",

@@ -293,6 +293,8 @@ pub(crate) async fn viewer<S>(
         (!live).then(|| tokio::time::Instant::now() + state.config.end_grace);
     let mut had_publisher = live;
     let frames_out = metrics::counter!("vswa_frames_out_total");
+    let max_latency = state.config.max_latency;
+    let lag_seconds = metrics::histogram!("vswa_viewer_lag_seconds", "stream" => name.to_string());
     let bytes_out = metrics::counter!("vswa_bytes_out_total");
     let close = loop {
         let grace_sleep = async {
@@ -324,6 +326,14 @@ pub(crate) async fn viewer<S>(
                 Item::Frame(out) => {
                     grace = None;
                     had_publisher = true;
+                    let age = out.age(Instant::now(), now_us());
+                    if !max_latency.is_zero() && age > max_latency {
+                        // Never deliver late: skip to the next decodable frame.
+                        handle.skip_late();
+                        continue;
+                    }
+                    handle.stats().record_lag(age);
+                    lag_seconds.record(age.as_secs_f64());
                     match tokio::time::timeout(stall, wr.write_all(&out.ws)).await {
                         Ok(Ok(())) => {
                             handle.stats().record_sent(out.ws.len());

@@ -1535,3 +1535,57 @@ async fn h264_snapshot_is_the_latest_keyframe_as_jpeg_or_415() {
         assert!(String::from_utf8_lossy(&body).contains("h264"), "{body:?}");
     }
 }
+
+/// Issue 12: the latency ceiling. Once the publisher has reported its clock, a frame
+/// captured longer than `max_latency` ago (on the relay's clock) is never written to a
+/// viewer: it counts as dropped and `late`, and fresh frames still flow; written frames
+/// land in the viewer's lag buckets.
+#[tokio::test]
+async fn frames_older_than_max_latency_are_never_written() {
+    let relay = start(RelayConfig {
+        max_latency: secs(0.5),
+        ping_interval: NEVER,
+        ..Default::default()
+    })
+    .await;
+    let mut publisher = relay.publisher("lat").await;
+    let mut viewer = relay.viewer("lat").await;
+    // The publisher's clock runs 10 s behind the relay's and says so.
+    let offset: i64 = 10_000_000;
+    publisher
+        .send(Message::Text(
+            format!("{{\"type\":\"clock\",\"publisher_offset_us\":{offset},\"rtt_us\":100}}")
+                .into(),
+        ))
+        .await
+        .unwrap();
+    let now_pub = || vswa_protocol::timestamp_us(std::time::SystemTime::now()) - offset as u64;
+    let frame = |seq: u64, ts: u64| {
+        let header = vswa_protocol::FrameHeader::jpeg(seq, ts, 4, 4);
+        Frame::new(header, Bytes::from_static(&[0xff, 0xd8, 0xff, 0xd9])).to_bytes()
+    };
+    // 0: fresh. 1: captured 2 s ago. 2: fresh again.
+    for (seq, ts) in [(0, now_pub()), (1, now_pub() - 2_000_000), (2, now_pub())] {
+        publisher
+            .send(Message::Binary(frame(seq, ts)))
+            .await
+            .unwrap();
+        // Let each arrive on its own, so "late" is about age, not about queueing.
+        relay
+            .wait_until("the frame is in", |hub| {
+                hub.stream(&StreamName::new("lat").unwrap())
+                    .is_some_and(|s| s.info().last_sequence == Some(seq))
+            })
+            .await;
+    }
+    assert_eq!(next_seq(&mut viewer).await, Some(0));
+    assert_eq!(
+        next_seq(&mut viewer).await,
+        Some(2),
+        "the 2 s old frame is skipped"
+    );
+    let info = relay.info("lat").unwrap();
+    let v = &info.viewer_details[0];
+    assert_eq!((v.late, v.frames_sent), (1, 2), "{v:?}");
+    assert_eq!(v.lag.lt_50ms + v.lag.lt_100ms + v.lag.lt_250ms, 2, "{v:?}");
+}

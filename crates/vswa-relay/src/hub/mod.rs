@@ -26,7 +26,7 @@ mod views;
 use stream::PublisherInfo;
 pub use stream::Stream;
 pub use viewer::{ViewerHandle, ViewerKind, ViewerStats};
-pub use views::{PublisherView, StreamInfo, ViewerView};
+pub use views::{LagBuckets, PublisherView, StreamInfo, ViewerView};
 
 /// Limits the hub enforces.
 #[derive(Debug, Clone)]
@@ -123,6 +123,24 @@ pub struct OutFrame {
     pub ws: Bytes,
     /// The frame; its payload shares `ws`'s buffer.
     pub frame: Frame,
+    /// When the relay received it.
+    pub arrived: tokio::time::Instant,
+    /// Its capture time on the relay's clock (µs since the epoch), when the publisher
+    /// reported its clock offset (`clock` message); `None` otherwise.
+    pub capture_relay_us: Option<u64>,
+}
+
+impl OutFrame {
+    /// How old the frame is: the larger of the time since it arrived and, when the
+    /// publisher's clock is known, the time since it was captured (`now_us` on the
+    /// relay's clock).
+    pub fn age(&self, now: tokio::time::Instant, now_us: u64) -> std::time::Duration {
+        let queued = now.saturating_duration_since(self.arrived);
+        let captured = self
+            .capture_relay_us
+            .map(|c| std::time::Duration::from_micros(now_us.saturating_sub(c)));
+        captured.map_or(queued, |c| c.max(queued))
+    }
 }
 
 /// One entry of a stream's ring.
@@ -306,6 +324,8 @@ impl Hub {
             bytes: AtomicU64::new(0),
             position: AtomicU64::new(u64::MAX),
             queue: config.viewer_queue.max(1) as u64,
+            late: AtomicU64::new(0),
+            lag: Default::default(),
         });
         let count = {
             let mut viewers = lock(&stream.viewers);
@@ -405,7 +425,15 @@ impl PublisherHandle {
 
     /// Validates one received WebSocket message as a frame and hands it to every viewer.
     pub fn publish(&self, msg: Bytes) -> Result<Arc<OutFrame>, FrameRejected> {
-        let out = Arc::new(prepare(&msg, self.hub.inner.config.max_payload_len)?);
+        let mut out = prepare(&msg, self.hub.inner.config.max_payload_len)?;
+        // Capture time on the relay's clock, once the publisher has said its offset.
+        let clock = *self.stream.clock.borrow();
+        out.capture_relay_us = clock.map(|c| {
+            let at =
+                i128::from(out.frame.header().timestamp_us) + i128::from(c.publisher_offset_us);
+            u64::try_from(at.max(0)).unwrap_or(u64::MAX)
+        });
+        let out = Arc::new(out);
         self.publish_prepared(out.clone());
         Ok(out)
     }
@@ -499,7 +527,12 @@ fn prepare(msg: &[u8], max_payload_len: u32) -> Result<OutFrame, FrameRejected> 
     buf.extend_from_slice(msg);
     let ws = buf.freeze();
     let frame = Frame::new(header, ws.slice(ws_header_len + HEADER_LEN..));
-    Ok(OutFrame { ws, frame })
+    Ok(OutFrame {
+        ws,
+        frame,
+        arrived: tokio::time::Instant::now(),
+        capture_relay_us: None,
+    })
 }
 
 fn prepare_frame(frame: &Frame) -> OutFrame {
@@ -509,7 +542,12 @@ fn prepare_frame(frame: &Frame) -> OutFrame {
     frame.encode(&mut buf);
     let ws = buf.freeze();
     let frame = Frame::new(*frame.header(), ws.slice(start + HEADER_LEN..));
-    OutFrame { ws, frame }
+    OutFrame {
+        ws,
+        frame,
+        arrived: tokio::time::Instant::now(),
+        capture_relay_us: None,
+    }
 }
 
 #[cfg(test)]

@@ -271,6 +271,18 @@ impl Stream {
                 frames_sent: v.sent.load(Ordering::Relaxed),
                 bytes_sent: v.bytes.load(Ordering::Relaxed),
                 dropped: v.dropped.load(Ordering::Relaxed) + v.pending_skip(newest),
+                late: v.late.load(Ordering::Relaxed),
+                lag: {
+                    let n = |i: usize| v.lag[i].load(Ordering::Relaxed);
+                    super::views::LagBuckets {
+                        lt_50ms: n(0),
+                        lt_100ms: n(1),
+                        lt_250ms: n(2),
+                        lt_500ms: n(3),
+                        lt_1s: n(4),
+                        more: n(5),
+                    }
+                },
             })
             .collect();
         viewers.sort_by_key(|v| v.id);

@@ -36,9 +36,27 @@ pub struct ViewerStats {
     /// stuck in a write will skip, before it gets to skip them.
     pub(super) position: AtomicU64,
     pub(super) queue: u64,
+    /// Frames dropped for being older than the latency ceiling (also in `dropped`).
+    pub(super) late: AtomicU64,
+    /// Frames written, by their age when written: < 50 ms, < 100, < 250, < 500,
+    /// < 1000, more ([`LAG_BUCKETS_MS`]).
+    pub(super) lag: [AtomicU64; 6],
 }
 
+/// Upper bounds (ms) of the per-viewer lag buckets; the last bucket is "more".
+pub const LAG_BUCKETS_MS: [u64; 5] = [50, 100, 250, 500, 1000];
+
 impl ViewerStats {
+    /// Records how old a frame was when it was written to this viewer (its lag).
+    pub fn record_lag(&self, age: std::time::Duration) {
+        let ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+        let bucket = LAG_BUCKETS_MS
+            .iter()
+            .position(|&limit| ms < limit)
+            .unwrap_or(LAG_BUCKETS_MS.len());
+        self.lag[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Records a frame written to this viewer.
     pub fn record_sent(&self, bytes: usize) {
         self.sent.fetch_add(1, Ordering::Relaxed);
@@ -107,6 +125,17 @@ impl ViewerHandle {
         }
     }
 
+    /// Drops the frame just taken as too late (the latency ceiling): counted, and the
+    /// viewer resumes at the next point a decoder can start (for JPEG the next frame,
+    /// for H.264 the next keyframe).
+    pub fn skip_late(&mut self) {
+        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        self.stats.late.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("vswa_frames_dropped_total").increment(1);
+        metrics::counter!("vswa_frames_late_total").increment(1);
+        self.need_key = true;
+    }
+
     /// The next item if one is ready.
     ///
     /// A viewer more than its queue behind skips to the newest item a decoder can start
@@ -126,17 +155,20 @@ impl ViewerHandle {
             // Items we never saw fell out of the ring: resume only at a keyframe.
             self.need_key = true;
         }
-        if behind as usize > self.queue && self.next > self.burst_until {
+        let too_far = behind as usize > self.queue && self.next > self.burst_until;
+        if too_far {
             self.need_key = true;
         }
         if self.need_key {
-            let key = ring
-                .items
-                .iter()
-                .rev()
-                .take_while(|(i, _)| *i >= want)
-                .find(|(_, item)| is_key(item))
-                .map(|(i, _)| *i);
+            // Too far behind: the newest keyframe. Otherwise the first one from here, so
+            // nothing decodable is skipped.
+            let mut ahead = ring.items.iter().filter(|(i, _)| *i >= want);
+            let key = if too_far {
+                ahead.filter(|(_, item)| is_key(item)).last()
+            } else {
+                ahead.find(|(_, item)| is_key(item))
+            }
+            .map(|(i, _)| *i);
             match key {
                 Some(key) => {
                     // From the keyframe on, the frames already here come as one burst.

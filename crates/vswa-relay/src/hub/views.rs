@@ -63,6 +63,28 @@ pub struct ViewerView {
     pub frames_sent: u64,
     /// Bytes written to it.
     pub bytes_sent: u64,
-    /// Frames it skipped because it read too slowly.
+    /// Frames it skipped because it read too slowly or they were too old.
     pub dropped: u64,
+    /// Of those, frames older than the latency ceiling.
+    pub late: u64,
+    /// Frames written, by age when written (the viewer's lag): `lt_50ms`, `lt_100ms`,
+    /// `lt_250ms`, `lt_500ms`, `lt_1s`, `more`.
+    pub lag: LagBuckets,
+}
+
+/// Counts of frames by their age when the relay wrote them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LagBuckets {
+    /// Under 50 ms.
+    pub lt_50ms: u64,
+    /// 50 to 100 ms.
+    pub lt_100ms: u64,
+    /// 100 to 250 ms.
+    pub lt_250ms: u64,
+    /// 250 to 500 ms.
+    pub lt_500ms: u64,
+    /// 500 ms to 1 s.
+    pub lt_1s: u64,
+    /// 1 s or more.
+    pub more: u64,
 }
