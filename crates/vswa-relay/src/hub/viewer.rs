@@ -164,7 +164,7 @@ impl ViewerHandle {
             // nothing decodable is skipped.
             let mut ahead = ring.items.iter().filter(|(i, _)| *i >= want);
             let key = if too_far {
-                ahead.filter(|(_, item)| is_key(item)).last()
+                ahead.rfind(|(_, item)| is_key(item))
             } else {
                 ahead.find(|(_, item)| is_key(item))
             }
