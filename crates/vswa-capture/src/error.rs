@@ -45,6 +45,23 @@ pub enum CaptureError {
         /// What is wrong with it (part of the message).
         error: RecordingError,
     },
+    /// An MJPEG input ended without a single whole JPEG in it (text, garbage, nothing,
+    /// or a picture cut off): there was nothing to send.
+    #[error("no JPEG found in {} ({bytes} bytes read)", input_name(what))]
+    NoJpeg {
+        /// What was read (`stdin` or a path).
+        what: String,
+        /// Bytes read before the input ended.
+        bytes: u64,
+    },
+    /// A recording holds no frame to replay.
+    #[error("replay of {}: {reason}", path.display())]
+    EmptyRecording {
+        /// The recording's path.
+        path: PathBuf,
+        /// What it holds instead: nothing at all, only a file header, other codecs.
+        reason: &'static str,
+    },
     /// A thread of the capture pipeline panicked (a bug; the message names the thread).
     #[error("the {thread} thread panicked")]
     Panicked {
@@ -60,4 +77,14 @@ pub enum CaptureError {
         /// The configured limit.
         max: usize,
     },
+}
+
+/// How a message names an input: a path as it is; stdin, which a user piped into the
+/// program rather than named, as "input".
+fn input_name(what: &str) -> &str {
+    if what == "stdin" {
+        "input"
+    } else {
+        what
+    }
 }

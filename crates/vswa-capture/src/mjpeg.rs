@@ -280,7 +280,8 @@ enum Step {
 /// Timestamps are taken when a picture has been read (arrival time). A file is paced
 /// to a frame rate; a pipe is delivered as fast as it arrives, since its writer (often a
 /// live ffmpeg) already sets the pace. Not live: a slow consumer makes it read slower
-/// rather than drop pictures.
+/// rather than drop pictures. Input that ends without a single whole JPEG is
+/// [`CaptureError::NoJpeg`].
 pub struct MjpegSource {
     reader: Box<dyn Read + Send>,
     what: String,
@@ -288,6 +289,7 @@ pub struct MjpegSource {
     frame_interval: Option<Duration>,
     pacer: Pacer,
     chunk: Vec<u8>,
+    bytes_read: u64,
     eof: bool,
 }
 
@@ -319,6 +321,7 @@ impl MjpegSource {
             frame_interval: fps.map(interval),
             pacer: Pacer::new(),
             chunk: vec![0; 64 * 1024],
+            bytes_read: 0,
             eof: false,
         })
     }
@@ -365,6 +368,13 @@ impl Source for MjpegSource {
                     }));
                 }
                 Ok(None) if self.eof => {
+                    if self.splitter.jpegs() == 0 {
+                        // Nothing to send is a failure, not a stream that happened to end.
+                        return Err(CaptureError::NoJpeg {
+                            what: self.what.clone(),
+                            bytes: self.bytes_read,
+                        });
+                    }
                     let pending = self.splitter.pending_bytes();
                     if pending > 0 {
                         tracing::warn!(
@@ -393,6 +403,7 @@ impl Source for MjpegSource {
                     if n == 0 {
                         self.eof = true;
                     } else {
+                        self.bytes_read += n as u64;
                         self.splitter.push(&self.chunk[..n]);
                     }
                 }

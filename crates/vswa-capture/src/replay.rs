@@ -16,7 +16,9 @@ use crate::{now_us, CaptureError, CapturedFrame, FrameContent, Source};
 /// outage would otherwise freeze the replay for as long as the outage lasted.
 const MAX_GAP: Duration = Duration::from_secs(5);
 
-/// Replays a recording file.
+/// Replays a recording file. A recording with no JPEG frame to play is
+/// [`CaptureError::EmptyRecording`] (or, when it is cut before its first frame,
+/// [`CaptureError::Recording`]), not a quiet end.
 #[derive(Debug)]
 pub struct ReplaySource {
     path: PathBuf,
@@ -28,6 +30,10 @@ pub struct ReplaySource {
     last_recorded_us: Option<u64>,
     /// Frames delivered in the current pass, to stop looping over a file without any.
     pass_frames: u64,
+    /// Frames delivered in all passes, so a recording with none is an error.
+    played: u64,
+    /// Frames skipped because they are not JPEG.
+    skipped: u64,
 }
 
 impl ReplaySource {
@@ -49,6 +55,8 @@ impl ReplaySource {
             pacer: Pacer::new(),
             last_recorded_us: None,
             pass_frames: 0,
+            played: 0,
+            skipped: 0,
         })
     }
 
@@ -63,6 +71,21 @@ impl ReplaySource {
         // period after the last of the old pass.
         self.last_recorded_us = None;
         Ok(true)
+    }
+
+    /// The end of the input: a plain end after some frames; an error if there were none.
+    fn end(&self) -> Result<Option<CapturedFrame>, CaptureError> {
+        if self.played > 0 {
+            return Ok(None);
+        }
+        Err(CaptureError::EmptyRecording {
+            path: self.path.clone(),
+            reason: if self.skipped > 0 {
+                "the recording holds no JPEG frames"
+            } else {
+                "the recording holds no frames, only its file header"
+            },
+        })
     }
 
     fn delay_before(&mut self, recorded_us: u64) -> Duration {
@@ -84,9 +107,20 @@ fn open_reader(path: &Path) -> Result<RecordingReader<BufReader<File>>, CaptureE
         what: path.display().to_string(),
         error: source,
     })?;
-    RecordingReader::new(BufReader::new(file)).map_err(|source| CaptureError::Recording {
-        path: path.to_owned(),
-        error: source,
+    RecordingReader::new(BufReader::new(file)).map_err(|error| match error {
+        // Not "cut off at byte 0 inside the file header": say what it is.
+        RecordingError::Truncated {
+            offset: 0,
+            partial_bytes: 0,
+            ..
+        } => CaptureError::EmptyRecording {
+            path: path.to_owned(),
+            reason: "the file is empty (0 bytes)",
+        },
+        error => CaptureError::Recording {
+            path: path.to_owned(),
+            error,
+        },
     })
 }
 
@@ -112,7 +146,14 @@ impl Source for ReplaySource {
                     if self.restart()? {
                         continue;
                     }
-                    return Ok(None);
+                    return self.end();
+                }
+                // With nothing played, the cut is all there is to say.
+                Err(error @ RecordingError::Truncated { .. }) if self.played == 0 => {
+                    return Err(CaptureError::Recording {
+                        path: self.path.clone(),
+                        error,
+                    })
                 }
                 // A recorder that crashed leaves a cut last frame: play what is complete.
                 Err(e @ RecordingError::Truncated { .. }) => {
@@ -131,11 +172,13 @@ impl Source for ReplaySource {
             };
             let (header, payload) = frame.into_parts();
             if header.codec != Codec::Jpeg {
+                self.skipped += 1;
                 continue;
             }
             let delay = self.delay_before(header.timestamp_us);
             self.pacer.wait(delay);
             self.pass_frames += 1;
+            self.played += 1;
             return Ok(Some(CapturedFrame {
                 timestamp_us: now_us(),
                 content: FrameContent::Jpeg {

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use vswa_capture::{
     open, placeholder_image, CaptureEnd, CaptureError, CaptureThread, CapturedFrame, FrameContent,
-    MjpegSplitter, Resilient, Source, SourceConfig, SourceSpec,
+    MjpegSource, MjpegSplitter, Resilient, Source, SourceConfig, SourceSpec,
 };
 use vswa_codec::{encode, EncodeOptions, Image, PixelFormat};
 use vswa_protocol::recording::RecordingWriter;
@@ -546,6 +546,52 @@ fn mjpeg_input_cut_mid_picture_ends_cleanly() {
     assert!(source.next_frame().unwrap().is_none());
 }
 
+/// Input that ends without a single whole JPEG is an error that says so, not a
+/// quiet end: text on stdin, garbage in a file, an empty file, a picture cut off.
+#[test]
+fn mjpeg_input_without_a_jpeg_is_an_error() {
+    let a = jpeg(16, 16, 1);
+    let stdin = |bytes: Vec<u8>| {
+        let mut source =
+            MjpegSource::new(Box::new(std::io::Cursor::new(bytes)), "stdin", None).unwrap();
+        source.next_frame().map(|f| f.is_some())
+    };
+    for (input, bytes) in [
+        (b"hello\n".to_vec(), 6),
+        (Vec::new(), 0),
+        (a[..a.len() - 3].to_vec(), a.len() - 3),
+    ] {
+        let err = stdin(input).unwrap_err();
+        assert!(matches!(err, CaptureError::NoJpeg { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!("no JPEG found in input ({bytes} bytes read)")
+        );
+    }
+    let path = temp_path("garbage.mjpeg");
+    std::fs::write(&path, b"not a picture").unwrap();
+    let mut source = open(
+        &SourceSpec::Mjpeg {
+            path: Some(path.clone()),
+        },
+        &fast(0, 0),
+    )
+    .unwrap();
+    let err = source.next_frame().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("no JPEG found in {} (13 bytes read)", path.display())
+    );
+    // With a picture, the end of input is the end, however much garbage followed.
+    let mut stream = a.to_vec();
+    stream.extend_from_slice(b"trailing garbage");
+    assert!(stdin(stream.clone()).unwrap());
+    let mut source =
+        MjpegSource::new(Box::new(std::io::Cursor::new(stream)), "stdin", None).unwrap();
+    assert!(source.next_frame().unwrap().is_some());
+    assert!(source.next_frame().unwrap().is_none());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -688,7 +734,48 @@ fn replay_of_an_empty_recording_with_loop_ends() {
         ..fast(0, 0)
     };
     let mut source = open(&SourceSpec::Replay { path }, &cfg).unwrap();
-    assert!(source.next_frame().unwrap().is_none());
+    // It ends (rather than looping over nothing forever), with an error saying why.
+    assert!(source.next_frame().is_err());
+}
+
+/// A recording with nothing to play is an error that says so: a file header and no
+/// frames, a 0-byte file, a header and a cut first frame, frames of another codec only.
+#[test]
+fn replay_of_a_recording_without_frames_is_an_error() {
+    let (header_only, _) = write_recording("header-only.vswa", &[]);
+    let empty = temp_path("zero-bytes.vswa");
+    std::fs::write(&empty, b"").unwrap();
+    let (_, whole) = write_recording("one.vswa", &recorded(1));
+    let cut = temp_path("cut-first.vswa");
+    std::fs::write(&cut, &whole[..whole.len() - 5]).unwrap();
+    let mut writer = RecordingWriter::new(Vec::new()).unwrap();
+    let mut header = FrameHeader::jpeg(0, 1, 16, 16);
+    header.codec = vswa_protocol::Codec::H264;
+    writer
+        .write_frame(&Frame::new(header, Bytes::from_static(b"\0\0\0\x01")))
+        .unwrap();
+    let other_codec = temp_path("h264-only.vswa");
+    std::fs::write(&other_codec, writer.into_inner()).unwrap();
+
+    let first = |path: &PathBuf| {
+        open(&SourceSpec::Replay { path: path.clone() }, &fast(0, 0))
+            .and_then(|mut source| source.next_frame())
+            .map(|f| f.is_some())
+    };
+    for (path, says) in [
+        (&header_only, "holds no frames"),
+        (&empty, "the file is empty"),
+        (&cut, "0 complete frames"),
+        (&other_codec, "holds no JPEG frames"),
+    ] {
+        let err = first(path).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("replay of {}: ", path.display())),
+            "{err}"
+        );
+        assert!(err.contains(says), "{}: {err}", path.display());
+        assert!(!err.contains('\n'), "{err}");
+    }
 }
 
 #[test]

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::WebSocketStream;
-use vswa_protocol::ErrorCode;
+use vswa_protocol::{ErrorCode, InvalidStreamName, StreamName};
 
 use crate::backoff::Backoff;
 
@@ -123,6 +123,30 @@ impl ConnectOptions {
         }
         Ok(url)
     }
+}
+
+/// Which side of a stream a relay URL is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `/ws/publish/NAME`: sends the stream.
+    Publish,
+    /// `/ws/watch/NAME`: receives it.
+    Watch,
+}
+
+/// The role and stream name in a relay URL's path, `/ws/publish/NAME` or
+/// `/ws/watch/NAME`, with the name checked as the relay checks it
+/// (`[A-Za-z0-9_-]{1,64}`; such a name needs no percent-encoding, so an encoded one is
+/// refused here); `None` for any other path. Lets a program refuse a URL it cannot use
+/// before connecting, in its own words.
+pub fn stream_route(url: &url::Url) -> Option<(Role, Result<StreamName, InvalidStreamName>)> {
+    let path = url.path();
+    let (role, name) = if let Some(name) = path.strip_prefix("/ws/publish/") {
+        (Role::Publish, name)
+    } else {
+        (Role::Watch, path.strip_prefix("/ws/watch/")?)
+    };
+    Some((role, StreamName::new(name)))
 }
 
 /// A TCP or TLS client stream.
@@ -241,12 +265,12 @@ async fn connect_inner(opts: &ConnectOptions, url: &url::Url) -> Result<ClientSo
         Ok((socket, _)) => Ok(socket),
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
             let status = resp.status().as_u16();
-            let message = resp
-                .body()
-                .as_ref()
-                .map(|b| String::from_utf8_lossy(b).trim().to_string())
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| resp.status().to_string());
+            let content_type = resp
+                .headers()
+                .get(tokio_tungstenite::tungstenite::http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            let body = resp.body().as_deref().unwrap_or_default();
+            let message = refusal_message(resp.status(), content_type, body);
             if status == 401 {
                 Err(ClientError::Unauthorized(message))
             } else {
@@ -255,6 +279,90 @@ async fn connect_inner(opts: &ConnectOptions, url: &url::Url) -> Result<ClientSo
         }
         Err(e) => Err(unreachable(e.to_string())),
     }
+}
+
+/// Longest excerpt of a refusal's body kept in its message, in characters.
+pub const MAX_REFUSAL_CHARS: usize = 200;
+
+/// The message for a non-101 answer, always one short line of printable text: the
+/// first line of a text body (the relay's refusals are one line), the title of an HTML
+/// page, or for anything else (an MJPEG stream, an image) the status and content type,
+/// never the body itself. Excerpts are cut at [`MAX_REFUSAL_CHARS`] characters.
+///
+/// `body` is whatever arrived with the response head (tungstenite reads no further),
+/// so it is bounded by the read buffer, but may end mid-line or mid-character.
+fn refusal_message(
+    status: tokio_tungstenite::tungstenite::http::StatusCode,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> String {
+    let kind = content_type
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    let looks_html = kind.contains("html")
+        || (kind.is_empty() && body.trim_ascii_start().first() == Some(&b'<'));
+    let excerpt = if looks_html {
+        html_title(body)
+    } else if kind.is_empty() || kind.starts_with("text/") || kind.ends_with("json") {
+        first_line(body)
+    } else {
+        // An MJPEG stream, an image: say what came, never show it.
+        let kind = one_line(&kind, MAX_REFUSAL_CHARS / 2);
+        return format!("{status} with {kind} instead of a WebSocket upgrade");
+    };
+    excerpt.unwrap_or_else(|| status.to_string())
+}
+
+/// The first non-empty line of a text body, if it is text (no NUL, valid UTF-8 apart
+/// from a character cut at the end).
+fn first_line(body: &[u8]) -> Option<String> {
+    let line = body
+        .split(|&b| b == b'\n')
+        .map(<[u8]>::trim_ascii)
+        .find(|l| !l.is_empty())?;
+    let text = match std::str::from_utf8(line) {
+        Ok(text) => text,
+        // A multi-byte character split by the end of what was read.
+        Err(e) if e.error_len().is_none() => std::str::from_utf8(&line[..e.valid_up_to()]).ok()?,
+        Err(_) => return None,
+    };
+    // NUL means a binary body; other control characters become spaces.
+    if text.contains('\0') {
+        return None;
+    }
+    Some(one_line(text, MAX_REFUSAL_CHARS)).filter(|l| !l.is_empty())
+}
+
+/// The `<title>` of an HTML page, if the part read holds one.
+fn html_title(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let lower = text.to_ascii_lowercase();
+    let start = lower.find("<title")?;
+    let start = start + lower[start..].find('>')? + 1;
+    let end = start + lower[start..].find("</title")?;
+    Some(one_line(&text[start..end], MAX_REFUSAL_CHARS)).filter(|t| !t.is_empty())
+}
+
+/// `text` with every run of whitespace or control characters made one space, cut to
+/// `max` characters (marked with an ellipsis).
+fn one_line(text: &str, max: usize) -> String {
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let line = words.join(" ");
+    if line.chars().count() <= max {
+        return line;
+    }
+    let mut cut: String = line.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 fn tls_config(ca: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, ClientError> {
@@ -313,6 +421,170 @@ pub async fn connect_with_retry(
                     backoff.attempts()
                 );
                 tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn stream_routes() {
+        let route = |url: &str| {
+            let url = ConnectOptions::new(url).validate().unwrap();
+            stream_route(&url).map(|(role, name)| (role, name.map(|n| n.to_string())))
+        };
+        assert_eq!(
+            route("ws://h:1/ws/publish/cam-1_B?token=x"),
+            Some((Role::Publish, Ok("cam-1_B".into())))
+        );
+        assert_eq!(
+            route("wss://h/ws/watch/demo"),
+            Some((Role::Watch, Ok("demo".into())))
+        );
+        for bad in [
+            "ws://h/ws/publish/",
+            "ws://h/ws/publish/a/b",
+            "ws://h/ws/publish/bad%20name",
+            "ws://h/ws/publish/caf\u{e9}",
+            &format!("ws://h/ws/publish/{}", "x".repeat(65)),
+        ] {
+            assert!(matches!(route(bad), Some((Role::Publish, Err(_)))), "{bad}");
+        }
+        for other in ["ws://h/", "ws://h/ws/publish", "ws://h/stream/cam.mjpg"] {
+            assert_eq!(route(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn refusal_message_is_one_short_printable_line() {
+        use tokio_tungstenite::tungstenite::http::StatusCode;
+        let msg = |status: u16, kind: Option<&str>, body: &[u8]| {
+            let m = refusal_message(StatusCode::from_u16(status).unwrap(), kind, body);
+            assert!(m.chars().count() <= MAX_REFUSAL_CHARS, "{m:?}");
+            assert!(!m.chars().any(char::is_control), "{m:?}");
+            m
+        };
+        let plain = Some("text/plain; charset=utf-8");
+        // The relay's own refusals are one line and come through as they are.
+        let relay = "invalid stream name \"a b\": contains a character outside A-Z a-z 0-9 _ -";
+        assert_eq!(msg(400, plain, relay.as_bytes()), relay);
+        assert_eq!(msg(401, plain, b"wrong token\n"), "wrong token");
+        assert_eq!(msg(400, None, b"\n\n  first\nsecond\n"), "first");
+        // Long lines are cut, with a mark.
+        let long = msg(400, plain, "y".repeat(5000).as_bytes());
+        assert_eq!(long.chars().count(), MAX_REFUSAL_CHARS);
+        assert!(long.ends_with('…'), "{long}");
+        // Terminal escapes and tabs become spaces; a character cut by the read is dropped.
+        assert_eq!(
+            msg(400, plain, b"bad\x1b[31m red\tname"),
+            "bad [31m red name"
+        );
+        assert_eq!(
+            msg(400, plain, "caf\u{e9}".as_bytes().split_last().unwrap().1),
+            "caf"
+        );
+        // Binary data in a text body, or no body: the status.
+        assert_eq!(
+            msg(400, plain, b"\xff\xd8\xff\xe0\x00\x10JFIF"),
+            "400 Bad Request"
+        );
+        assert_eq!(msg(400, plain, b"nul\x00inside"), "400 Bad Request");
+        assert_eq!(msg(503, None, b""), "503 Service Unavailable");
+        // HTML: the title, or the status.
+        let page =
+            b"<!DOCTYPE html>\n<html><head><TITLE>\n 502 Bad\n Gateway </TITLE></head><body>...";
+        assert_eq!(msg(502, Some("text/html"), page), "502 Bad Gateway");
+        assert_eq!(msg(502, None, page), "502 Bad Gateway");
+        assert_eq!(
+            msg(404, Some("text/html"), b"<html><body>gone"),
+            "404 Not Found"
+        );
+        // Anything else is named, not shown.
+        assert_eq!(
+            msg(
+                200,
+                Some("multipart/x-mixed-replace; boundary=frame"),
+                b"--frame\r\n\xff\xd8"
+            ),
+            "200 OK with multipart/x-mixed-replace instead of a WebSocket upgrade"
+        );
+    }
+
+    /// A server on a loopback port that answers one request with `response`.
+    async fn answering(response: Vec<u8>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0; 4096];
+            let _ = socket.read(&mut request).await;
+            let _ = socket.write_all(&response).await;
+            let _ = socket.flush().await;
+            // Hold the socket open, like a server streaming MJPEG would.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        format!("ws://{addr}/ws/publish/cam")
+    }
+
+    fn assert_one_short_printable_line(message: &str, max: usize) {
+        let chars = message.chars().count();
+        assert!(chars <= max, "{chars} chars: {message:?}");
+        assert!(!message.chars().any(char::is_control), "{message:?}");
+    }
+
+    /// Something that is not a relay answering the WebSocket request: an MJPEG camera
+    /// server (200 and binary JPEG data), a web server's HTML error page, a plain-text
+    /// body of many lines. The error holds the status and at most one short printable
+    /// line, never the binary stream or the whole page.
+    #[tokio::test]
+    async fn a_non_websocket_answer_becomes_one_short_line() {
+        let mut mjpeg = b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n--frame\r\nContent-Type: image/jpeg\r\n\r\n".to_vec();
+        mjpeg.extend_from_slice(&[
+            0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00,
+        ]);
+        mjpeg.extend((0..3000u32).map(|i| (i * 7 % 256) as u8));
+        let page = format!(
+            "<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head>\n<body>{}</body></html>\n",
+            "<p>nothing here</p>\n".repeat(300)
+        );
+        let html = format!(
+            "HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n{page}",
+            page.len()
+        )
+        .into_bytes();
+        let text = format!(
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\r\n{}\nsecond line\n",
+            "x".repeat(1000)
+        )
+        .into_bytes();
+        for (what, response, status) in [
+            ("mjpeg", mjpeg, 200),
+            ("html", html, 404),
+            ("text", text, 400),
+        ] {
+            let url = answering(response).await;
+            let err = connect(&ConnectOptions::new(url)).await.unwrap_err();
+            let ClientError::Refused {
+                status: got,
+                message,
+            } = &err
+            else {
+                panic!("{what}: {err:?}");
+            };
+            assert_eq!(*got, status, "{what}");
+            assert_one_short_printable_line(message, MAX_REFUSAL_CHARS);
+            // The message plus "relay refused the request (HTTP 400): ".
+            assert_one_short_printable_line(&err.to_string(), MAX_REFUSAL_CHARS + 40);
+            if what == "html" {
+                assert!(message.contains("404 Not Found"), "{message}");
+                assert!(!message.contains('<'), "{message}");
+            }
+            if what == "text" {
+                assert!(!message.contains("second line"), "{message}");
             }
         }
     }

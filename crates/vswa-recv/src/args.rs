@@ -19,11 +19,16 @@ use crate::{RecvConfig, RecvError, SinkConfig};
     about,
     after_help = "Placeholder (\"no signal\") frames are written to every output like other frames.\n\
                   \n\
-                  Exit status: 0 when --count/--duration is reached, the stream ends, the MJPEG \
-                  reader closes the pipe or on Ctrl-C; 2 bad arguments; 3 refused by the relay \
-                  (token, stream name); 4 relay unreachable; 5 an output cannot be written; 1 other.\n\
+                  Example: vswa-recv --url ws://127.0.0.1:8080/ws/watch/demo --mjpeg - | ffplay -f mjpeg -\n\
                   \n\
-                  Example: vswa-recv --url ws://127.0.0.1:8080/ws/watch/demo --mjpeg - | ffplay -f mjpeg -"
+                  Exit status:\n\
+                  \x20 0  --count or --duration reached, the stream ended, the MJPEG reader closed \
+                  the pipe, or Ctrl-C\n\
+                  \x20 1  other failure\n\
+                  \x20 2  bad arguments or URL (e.g. an invalid stream name)\n\
+                  \x20 3  refused by the relay (token, stream busy, limits)\n\
+                  \x20 4  relay unreachable\n\
+                  \x20 5  I/O: an output cannot be written"
 )]
 pub struct Args {
     /// Stream to watch: ws://HOST:PORT/ws/watch/NAME (wss:// for TLS).
@@ -122,4 +127,35 @@ fn config(args: &Args) -> Result<RecvConfig, RecvError> {
         wait_on_end: args.wait_on_end,
         status_line: std::io::stderr().is_terminal(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// `--help` ends with the exit-status table, whose codes are [`crate::exit`]'s
+    /// (`vswa-send`'s tests check that its table shares rows 1-4 with this one).
+    #[test]
+    fn help_ends_with_the_exit_status_table() {
+        use crate::exit;
+        let help = super::Args::command().render_help().to_string();
+        let (_, table) = help
+            .rsplit_once("Exit status:\n")
+            .expect("an exit-status table");
+        let codes: Vec<u8> = table
+            .lines()
+            .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                exit::OK,
+                exit::FAILURE,
+                exit::USAGE,
+                exit::REFUSED,
+                exit::UNREACHABLE,
+                exit::OUTPUT
+            ]
+        );
+    }
 }

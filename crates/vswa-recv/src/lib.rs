@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use vswa_client::connect::{stream_route, Role};
 use vswa_client::{ClientError, ConnectOptions, Subscriber, SubscriberConfig, SubscriberEvent};
 use vswa_protocol::control::EndReason;
 use vswa_protocol::Flags;
@@ -34,9 +35,10 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// An unexpected internal failure.
     pub const FAILURE: u8 = 1;
-    /// Bad command line or URL.
+    /// Bad command line or URL (an invalid stream name included), found before
+    /// connecting.
     pub const USAGE: u8 = 2;
-    /// The relay refused: wrong token (401), invalid stream name (400), other refusals.
+    /// The relay refused: wrong token (401), busy stream, limits, other refusals.
     pub const REFUSED: u8 = 3;
     /// The relay could not be reached within the connect or reconnect timeout.
     pub const UNREACHABLE: u8 = 4;
@@ -139,17 +141,30 @@ impl RecvConfig {
         }
     }
 
-    /// Checks the URL: `ws://` or `wss://`, with a `/ws/watch/NAME` path.
+    /// Checks the URL: `ws://` or `wss://`, with a `/ws/watch/NAME` path and a valid
+    /// stream name.
     pub fn validate(&self) -> Result<(), RecvError> {
         let url = ConnectOptions::new(self.url.clone())
             .validate()
             .map_err(|e| RecvError::Usage(e.to_string()))?;
-        let name = url.path().strip_prefix("/ws/watch/").unwrap_or_default();
-        if name.is_empty() || name.contains('/') {
-            return Err(RecvError::Usage(format!(
-                "--url {:?} is not a viewer URL: expected ws://HOST:PORT/ws/watch/NAME",
-                self.url
-            )));
+        match stream_route(&url) {
+            Some((Role::Watch, Ok(_))) => {}
+            Some((Role::Watch, Err(e))) => {
+                return Err(RecvError::Usage(format!("--url {:?}: {e}", self.url)))
+            }
+            Some((Role::Publish, _)) => {
+                return Err(RecvError::Usage(format!(
+                    "--url {:?} is a publish URL, not a viewer URL: vswa-recv watches \
+                     ws://HOST:PORT/ws/watch/NAME",
+                    self.url
+                )))
+            }
+            None => {
+                return Err(RecvError::Usage(format!(
+                    "--url {:?} is not a viewer URL: expected ws://HOST:PORT/ws/watch/NAME",
+                    self.url
+                )))
+            }
         }
         if self.sinks.display && !cfg!(feature = "display") {
             return Err(RecvError::Usage(
@@ -300,7 +315,7 @@ pub async fn run(
                 }
                 Some(Ok(SubscriberEvent::Frame { frame, received_us, gap })) => {
                     let h = frame.header();
-                    let latency_us = received_us as i64 - h.timestamp_us as i64;
+                    let latency_us = stats::latency_us(received_us, h.timestamp_us);
                     let placeholder = h.flags.contains(Flags::PLACEHOLDER);
                     let len = frame.payload().len();
                     stats.frame(Instant::now(), h.sequence, len, latency_us, gap, placeholder);

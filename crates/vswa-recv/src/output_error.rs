@@ -15,6 +15,12 @@ pub enum SinkError {
         /// Why.
         error: io::Error,
     },
+    /// The `--out-dir` path exists and is not a directory (a regular file, say).
+    #[error("{} is not a directory", path.display())]
+    NotADirectory {
+        /// The path given.
+        path: PathBuf,
+    },
     /// The `--record` file cannot be created or written.
     #[error("cannot write recording {}: {error}", path.display())]
     Record {

@@ -76,12 +76,19 @@ pub struct OutDir {
 }
 
 impl OutDir {
-    /// Creates `dir` if missing and checks that files can be created in it.
+    /// Creates `dir` if missing and checks that it is a directory files can be created
+    /// in.
     pub fn open(dir: &Path) -> Result<OutDir, SinkError> {
         let err = |path: &Path, error| SinkError::OutDir {
             path: path.to_path_buf(),
             error,
         };
+        // Else create_dir_all's "File exists" would leave the user guessing.
+        if fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
+            return Err(SinkError::NotADirectory {
+                path: dir.to_path_buf(),
+            });
+        }
         fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
         // Fail now rather than at the first frame, minutes later.
         let probe = dir.join(format!(".vswa-recv-probe-{}", std::process::id()));

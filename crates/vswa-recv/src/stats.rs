@@ -9,6 +9,18 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+/// Largest capture-to-receive latency, either way, taken as a latency: a frame stamped
+/// further from the receiver's clock than this (one hour) says the two clocks disagree
+/// (or the stamp is made up), and is counted as clock skew instead.
+pub const MAX_LATENCY_US: u64 = 3_600_000_000;
+
+/// Receive time minus capture time, both in microseconds since the epoch, for any
+/// values (saturating at the ends of `i64` rather than overflowing).
+pub fn latency_us(received_us: u64, timestamp_us: u64) -> i64 {
+    let difference = i128::from(received_us) - i128::from(timestamp_us);
+    i64::try_from(difference).unwrap_or(if difference < 0 { i64::MIN } else { i64::MAX })
+}
+
 /// Latency samples kept for the whole-run percentiles.
 pub const RESERVOIR_LEN: usize = 4096;
 /// Most recent latency samples used for the live status line.
@@ -165,9 +177,14 @@ pub struct Summary {
     /// Average payload bitrate over the same span, in kbit/s.
     pub kbit_per_s: f64,
     /// Capture-to-receive latency percentiles over the whole run (from a bounded
-    /// sample); `null` without frames. Assumes sender and receiver clocks agree.
+    /// sample); `null` without frames or when every frame was clock skew. Assumes
+    /// sender and receiver clocks agree to well within an hour.
     pub latency_ms: Option<Latency>,
-    /// Frames missing according to sequence gaps, summed.
+    /// Frames stamped more than [`MAX_LATENCY_US`] from the receiver's clock, left out
+    /// of `latency_ms`.
+    pub clock_skew_frames: u64,
+    /// Frames missing according to sequence gaps, summed (saturating: a publisher
+    /// that makes its sequence jump can make it at most `u64::MAX`).
     pub drops: u64,
     /// Placeholder ("no signal") frames among `frames`.
     pub placeholders: u64,
@@ -184,10 +201,16 @@ pub struct Summary {
 impl Summary {
     /// The one-line human form.
     pub fn line(&self) -> String {
-        let latency = match &self.latency_ms {
+        let mut latency = match &self.latency_ms {
             Some(l) => format!("latency p50 {:.1} ms p99 {:.1} ms", l.p50, l.p99),
             None => "latency n/a".to_string(),
         };
+        if self.clock_skew_frames > 0 {
+            latency.push_str(&format!(
+                " (clock skew on {} frames, stamped over 1 h off)",
+                self.clock_skew_frames
+            ));
+        }
         format!(
             "{} frames in {:.1} s ({:.1} fps), {latency}, {} dropped, {:.0} kbit/s, {} reconnects; {}",
             self.frames,
@@ -216,6 +239,9 @@ pub struct Stats {
     /// the relay may hand a new viewer a frame captured earlier.
     first_frame: Option<(Instant, u64)>,
     last_frame_at: Option<Instant>,
+    /// Frames whose latency was clock skew, and whether the newest one's was.
+    clock_skew_frames: u64,
+    newest_skewed: bool,
     reservoir: Reservoir,
     recent: Recent,
     window_start: Instant,
@@ -237,6 +263,8 @@ impl Stats {
             last_sequence: None,
             first_frame: None,
             last_frame_at: None,
+            clock_skew_frames: 0,
+            newest_skewed: false,
             reservoir: Reservoir::default(),
             recent: Recent::default(),
             window_start: now,
@@ -252,7 +280,11 @@ impl Stats {
     }
 
     /// Counts a frame that arrived at `now`. `latency_us` is receive time minus capture
-    /// time; `gap` the frames missing before it.
+    /// time (see [`latency_us`]); more than [`MAX_LATENCY_US`] either way is counted as
+    /// clock skew, not as a latency. `gap` is the frames missing before it.
+    ///
+    /// Everything here comes from the publisher, so any value is possible: counters
+    /// saturate rather than overflow.
     pub fn frame(
         &mut self,
         now: Instant,
@@ -262,18 +294,24 @@ impl Stats {
         gap: u64,
         placeholder: bool,
     ) {
-        self.frames += 1;
-        self.bytes += payload_len as u64;
-        self.window_frames += 1;
-        self.window_bytes += payload_len as u64;
-        self.drops += gap;
-        self.placeholders += u64::from(placeholder);
+        let len = payload_len as u64;
+        self.frames = self.frames.saturating_add(1);
+        self.bytes = self.bytes.saturating_add(len);
+        self.window_frames = self.window_frames.saturating_add(1);
+        self.window_bytes = self.window_bytes.saturating_add(len);
+        self.drops = self.drops.saturating_add(gap);
+        self.placeholders = self.placeholders.saturating_add(u64::from(placeholder));
         self.first_sequence.get_or_insert(sequence);
-        self.first_frame.get_or_insert((now, payload_len as u64));
+        self.first_frame.get_or_insert((now, len));
         self.last_frame_at = Some(now);
         self.last_sequence = Some(sequence);
-        self.reservoir.push(latency_us);
-        self.recent.push(latency_us);
+        self.newest_skewed = latency_us.unsigned_abs() > MAX_LATENCY_US;
+        if self.newest_skewed {
+            self.clock_skew_frames = self.clock_skew_frames.saturating_add(1);
+        } else {
+            self.reservoir.push(latency_us);
+            self.recent.push(latency_us);
+        }
     }
 
     /// Counts a lost connection.
@@ -297,7 +335,9 @@ impl Stats {
         self.window_start = now;
         self.window_frames = 0;
         self.window_bytes = 0;
+        // The newest frame decides: once the clocks disagree, older samples are stale.
         let latency = match Latency::from_micros(self.recent.samples()) {
+            _ if self.newest_skewed => "clock skew".to_string(),
             Some(l) => format!("p50 {:.1} ms p99 {:.1} ms", l.p50, l.p99),
             None => "n/a".to_string(),
         };
@@ -314,8 +354,8 @@ impl Stats {
             (Some((first, first_bytes)), Some(last)) if last > first => {
                 let span = (last - first).as_secs_f64();
                 (
-                    (self.frames - 1) as f64 / span,
-                    (self.bytes - first_bytes) as f64 * 8.0 / 1000.0 / span,
+                    self.frames.saturating_sub(1) as f64 / span,
+                    self.bytes.saturating_sub(first_bytes) as f64 * 8.0 / 1000.0 / span,
                 )
             }
             _ => (0.0, 0.0),
@@ -328,6 +368,7 @@ impl Stats {
             fps: round3(fps),
             kbit_per_s: round3(kbit_per_s),
             latency_ms: Latency::from_micros(self.reservoir.samples()),
+            clock_skew_frames: self.clock_skew_frames,
             drops: self.drops,
             placeholders: self.placeholders,
             reconnects: self.reconnects,
@@ -376,6 +417,77 @@ mod tests {
         assert_eq!(*r.samples().iter().min().unwrap(), 1000 - RECENT_LEN as i64);
     }
 
+    /// Sequence numbers at the ends of the range and jumping back and forth, with the
+    /// gaps the subscriber computes from them (up to u64::MAX - 1 each), and latencies
+    /// at the ends of i64: counters saturate instead of overflowing (a panic in a debug
+    /// build), and the far-off latencies are clock skew.
+    #[test]
+    fn hostile_sequences_and_latencies_never_overflow() {
+        let t0 = Instant::now();
+        let mut s = Stats::new(t0);
+        let frames = [
+            (u64::MAX, i64::MAX, 0),
+            (0, i64::MIN, 0),
+            (u64::MAX, 0, u64::MAX - 1),
+            (1, -1, 0),
+            (u64::MAX - 1, i64::MIN + 1, u64::MAX - 2),
+            (u64::MAX, i64::MAX - 1, 0),
+        ];
+        for (i, (seq, latency, gap)) in frames.into_iter().enumerate() {
+            s.frame(
+                t0 + Duration::from_millis(i as u64),
+                seq,
+                usize::MAX / 4,
+                latency,
+                gap,
+                false,
+            );
+            s.status_line(t0 + Duration::from_millis(i as u64));
+        }
+        let sum = s.summary(t0 + Duration::from_secs(1), StopReason::StreamEnded);
+        assert_eq!(sum.frames, 6);
+        assert_eq!(sum.drops, u64::MAX);
+        assert_eq!(
+            (sum.first_sequence, sum.last_sequence),
+            (Some(u64::MAX), Some(u64::MAX))
+        );
+        assert!(sum.fps.is_finite() && sum.kbit_per_s.is_finite());
+        // Only 0 and -1 µs are real latencies; the other four are clock skew.
+        let l = sum.latency_ms.unwrap();
+        assert!(l.max <= 0.0 && l.p50 >= -0.001, "{l:?}");
+        assert!(sum.line().contains("clock skew"), "{}", sum.line());
+    }
+
+    /// Frames stamped more than an hour from the receiver's clock say "clock skew" in
+    /// the status line and the summary instead of a latency in the billions of ms.
+    #[test]
+    fn far_off_timestamps_are_clock_skew_not_latency() {
+        let t0 = Instant::now();
+        let hour_us = 3_600_000_000i64;
+        for latency in [hour_us + 1, -hour_us - 1, 1_795_256_100_123_456, i64::MIN] {
+            let mut s = Stats::new(t0);
+            s.frame(t0, 1, 1000, latency, 0, false);
+            s.frame(t0 + Duration::from_secs(1), 2, 1000, latency, 0, false);
+            let status = s.status_line(t0 + Duration::from_secs(1));
+            assert!(status.contains("latency clock skew"), "{status}");
+            let sum = s.summary(t0 + Duration::from_secs(2), StopReason::Count);
+            assert_eq!(sum.latency_ms, None);
+            let line = sum.line();
+            assert!(line.contains("clock skew"), "{line}");
+            assert!(!line.contains("e12") && !line.contains("000000"), "{line}");
+            let json = serde_json::to_value(&sum).unwrap();
+            assert_eq!(json["clock_skew_frames"], 2);
+        }
+        // Within the hour, even behind, it is a latency.
+        let mut s = Stats::new(t0);
+        s.frame(t0, 1, 1000, hour_us - 1, 0, false);
+        s.frame(t0, 2, 1000, -5_000, 0, false);
+        assert!(!s.status_line(t0).contains("skew"));
+        let sum = s.summary(t0, StopReason::Count);
+        assert_eq!(sum.latency_ms.unwrap().max, 3_599_999.999);
+        assert!(!sum.line().contains("skew"), "{}", sum.line());
+    }
+
     #[test]
     fn summary_rates_and_drops() {
         let t0 = Instant::now();
@@ -400,5 +512,77 @@ mod tests {
         let json = serde_json::to_value(&sum).unwrap();
         assert_eq!(json["stopped"], "count");
         assert_eq!(json["latency_ms"]["p99"], 4.0);
+    }
+
+    /// Sequence numbers and timestamps biased to the ends of their ranges.
+    fn hostile_u64() -> impl proptest::strategy::Strategy<Value = u64> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(0),
+            Just(1),
+            Just(u64::MAX),
+            Just(u64::MAX - 1),
+            Just(1 << 63),
+            Just(i64::MAX as u64),
+            any::<u64>(),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Any stream of (sequence, timestamp) pairs, received at any time, with the
+        /// gaps the subscriber derives from the sequence: no panic (overflow included,
+        /// tests being a debug build), and the summary stays consistent.
+        #[test]
+        fn arbitrary_sequence_and_timestamp_streams_never_panic(
+            frames in proptest::collection::vec(
+                (
+                    hostile_u64(),
+                    hostile_u64(),
+                    proptest::prop_oneof![
+                        proptest::strategy::Just(1_795_256_100_000_000u64),
+                        hostile_u64()
+                    ],
+                    proptest::prelude::any::<usize>(),
+                    0u64..2_000,
+                ),
+                0..64,
+            ),
+        ) {
+            let t0 = Instant::now();
+            let mut now = t0;
+            let mut stats = Stats::new(t0);
+            let mut last_sequence: Option<u64> = None;
+            for (sequence, timestamp_us, received_us, len, ms) in frames.iter().copied() {
+                now += Duration::from_millis(ms);
+                // As `vswa_client::Subscriber` computes it.
+                let gap = match last_sequence {
+                    Some(last) if sequence > last => sequence - last - 1,
+                    _ => 0,
+                };
+                last_sequence = Some(sequence);
+                let latency = latency_us(received_us, timestamp_us);
+                stats.frame(now, sequence, len, latency, gap, ms % 2 == 0);
+                let _ = stats.status_line(now);
+            }
+            let summary = stats.summary(now, StopReason::StreamEnded);
+            let _ = summary.line();
+            proptest::prop_assert_eq!(summary.frames, frames.len() as u64);
+            proptest::prop_assert!(summary.clock_skew_frames <= summary.frames);
+            proptest::prop_assert!(summary.fps.is_finite() && summary.kbit_per_s.is_finite());
+            if let Some(l) = summary.latency_ms {
+                let max_ms = (MAX_LATENCY_US / 1000) as f64;
+                proptest::prop_assert!(l.max.abs() <= max_ms && l.p50.abs() <= max_ms);
+            }
+        }
+    }
+
+    #[test]
+    fn latency_saturates_at_the_ends() {
+        assert_eq!(latency_us(5, 3), 2);
+        assert_eq!(latency_us(3, 5), -2);
+        assert_eq!(latency_us(u64::MAX, 0), i64::MAX);
+        assert_eq!(latency_us(0, u64::MAX), i64::MIN);
+        assert_eq!(latency_us(0, 1 << 63), i64::MIN);
+        assert_eq!(latency_us(1 << 63, 1), i64::MAX);
     }
 }

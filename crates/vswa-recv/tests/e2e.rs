@@ -351,9 +351,13 @@ fn refusals_exit_non_zero_with_one_clear_line() {
     ok.env("VSWA_TOKEN", "sesame");
     run_with_limit(&mut ok, LIMIT).assert_ok();
 
-    // Invalid stream name.
+    // Invalid stream name: a usage error found before connecting, as in vswa-send.
     let bad = format!("ws://{}/ws/watch/bad%20name", relay.addr);
-    check(&["--url", &bad, "--token", "sesame"], 3, "400");
+    check(
+        &["--url", &bad, "--token", "sesame"],
+        2,
+        "invalid stream name",
+    );
 
     // Unreachable: a port nobody listens on.
     let closed = {
@@ -394,6 +398,105 @@ fn refusals_exit_non_zero_with_one_clear_line() {
     let publish = format!("ws://{}/ws/publish/demo", relay.addr);
     check(&["--url", &publish], 2, "not a viewer URL");
     check(&["--url", "http://example.invalid/ws/watch/x"], 2, "ws://");
+}
+
+/// `--out-dir` naming an existing regular file: one line saying so and exit 5, before
+/// any connection (nothing listens at the URL and `--connect-timeout` is 30 s, the
+/// limit 10 s). The file is left as it was.
+#[test]
+fn out_dir_that_is_a_file_is_refused_before_connecting() {
+    let tmp = TempDir::new("out-dir-file");
+    let file = tmp.join("frames");
+    fs::write(&file, b"keep me").unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("ws://{closed}/ws/watch/demo");
+    let done = run_recv(
+        &[
+            "--url",
+            &url,
+            "--connect-timeout",
+            "30",
+            "--out-dir",
+            file.to_str().unwrap(),
+        ],
+        Duration::from_secs(10),
+    );
+    assert_no_panic(&done.stderr);
+    assert_eq!(done.code(), 5, "{}", done.stderr);
+    assert_eq!(
+        done.stderr.trim_end(),
+        format!("vswa-recv: error: {} is not a directory", file.display())
+    );
+    assert_eq!(fs::read(&file).unwrap(), b"keep me");
+}
+
+/// A publisher with hostile sequence numbers and timestamps (u64::MAX, 0, 2^63, hours
+/// ahead and behind, jumping back and forth): vswa-recv neither panics nor overflows
+/// (tests run a debug build, where overflow panics), reports the far-off frames as
+/// clock skew, measures the honest ones, and exits 0 when the stream ends.
+#[test]
+fn hostile_sequence_numbers_and_timestamps_are_survived() {
+    use vswa_client::{Publisher, PublisherConfig};
+    use vswa_protocol::{Frame, FrameHeader};
+
+    let relay = Relay::start(&[]);
+    let jpeg = {
+        let image =
+            vswa_codec::Image::new(vswa_codec::PixelFormat::Gray8, 16, 8, vec![128; 128]).unwrap();
+        vswa_codec::encode(&image, &vswa_codec::EncodeOptions::default()).unwrap()
+    };
+    let url = relay.watch_url("hostile");
+    let mut child = Guard(
+        recv(&["--url", &url, "--stats-json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let out = read_in_thread(child.0.stdout.take().unwrap());
+    let err = read_in_thread(child.0.stderr.take().unwrap());
+    wait_for_viewer(&relay, "hostile");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let publisher = rt
+        .block_on(Publisher::connect(PublisherConfig::new(
+            relay.publish_url("hostile"),
+        )))
+        .expect("publisher connects");
+    let now = vswa_capture::now_us;
+    let hours = |n: u64| n * 3_600_000_000;
+    let frames: Vec<(u64, u64)> = vec![
+        (u64::MAX, u64::MAX),
+        (0, 0),
+        (u64::MAX, now()),
+        (1, 1 << 63),
+        (u64::MAX - 1, now() + hours(2)),
+        (2, now() - hours(2)),
+        (u64::MAX, i64::MAX as u64),
+        (3, now()),
+    ];
+    for &(sequence, timestamp) in &frames {
+        let header = FrameHeader::jpeg(sequence, timestamp, 16, 8);
+        rt.block_on(publisher.send(Frame::new(header, jpeg.clone())))
+            .unwrap();
+        // Far apart enough that the relay never makes the viewer skip a frame.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    rt.block_on(publisher.finish()).unwrap();
+    let status = wait_with_limit(&mut child.0, LIMIT).expect("vswa-recv exits at the end");
+    let err = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
+    assert_no_panic(&err);
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("clock skew on 6 frames"), "{err}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.join().unwrap()).unwrap();
+    assert_eq!(summary["frames"], frames.len(), "{err}");
+    assert_eq!(summary["clock_skew_frames"], 6, "{summary}");
+    assert_eq!(summary["stopped"], "stream_ended");
+    // The two frames stamped now give a real latency: small and not negative by hours.
+    let p99 = summary["latency_ms"]["p99"].as_f64().unwrap();
+    assert!(p99.abs() < 60_000.0, "{summary}");
 }
 
 /// When the publisher leaves, vswa-recv exits 0 after the frames it got.

@@ -262,13 +262,14 @@ async fn tokens_are_checked_before_upgrade() {
     )
     .await;
     assert_eq!(status, 200);
-    // vswa-send: a wrong token is one clear line and a non-zero exit; the right one works.
+    // vswa-send: a wrong token is one clear line and exit 3 (refused by the relay); the
+    // right one works.
     let url = relay.ws("/ws/publish/cam");
     let (code, _, stderr) = run_with_timeout(
         Command::new(bin("vswa-send")).args(["--url", &url, "--count", "3", "--token", "bad"]),
         LIMIT,
     );
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(3), "{stderr}");
     assert!(stderr.contains("refused the token"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     let (code, _, stderr) = run_with_timeout(

@@ -209,13 +209,14 @@ async fn vswa_send_and_a_viewer_work_with_minted_tokens() {
             other => panic!("viewer ended early: {other:?}"),
         }
     }
-    // The watch token cannot publish: vswa-send reports the refusal in one line.
+    // The watch token cannot publish: vswa-send reports the refusal in one line and
+    // exits 3 (refused by the relay).
     let url = relay.ws("/ws/publish/cam");
     let (code, _, stderr) = run_with_timeout(
         Command::new(bin("vswa-send")).args(["--url", &url, "--count", "1", "--token", &watch]),
         LIMIT,
     );
-    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(code, Some(3), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 

@@ -13,10 +13,21 @@ use vswa_codec::{EncoderBackend, Subsampling};
 use crate::SendConfig;
 
 /// Capture video, encode it as JPEG and publish it to a VSWA relay.
-///
-/// Example: vswa-send --url ws://127.0.0.1:8080/ws/publish/cam1 --source test --fps 30
 #[derive(Debug, Parser)]
-#[command(name = "vswa-send", version, about)]
+#[command(
+    name = "vswa-send",
+    version,
+    about,
+    after_help = "Example: vswa-send --url ws://127.0.0.1:8080/ws/publish/cam1 --source test --fps 30\n\
+                  \n\
+                  Exit status:\n\
+                  \x20 0  the source ended, --count or --duration was reached, or Ctrl-C\n\
+                  \x20 1  other failure\n\
+                  \x20 2  bad arguments or URL (e.g. an invalid stream name)\n\
+                  \x20 3  refused by the relay (token, stream busy, limits)\n\
+                  \x20 4  relay unreachable\n\
+                  \x20 5  I/O: the source cannot be read or holds no frames"
+)]
 pub struct Args {
     /// Relay publish URL: ws://HOST:PORT/ws/publish/NAME (or wss://).
     #[arg(long)]

@@ -13,6 +13,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use vswa_capture::{frames_for, CaptureError, OpenedSource, PipelineConfig, PipelineStats};
+use vswa_client::connect::{stream_route, Role};
 use vswa_client::{ClientError, Publisher, PublisherConfig, PublisherStats};
 use vswa_codec::EncoderBackend;
 
@@ -37,12 +38,66 @@ impl SendConfig {
             backlog: vswa_capture::DEFAULT_BACKLOG,
         }
     }
+
+    /// Checks what can be checked without connecting: the URL (`ws://` or `wss://`,
+    /// path `/ws/publish/NAME` with a valid stream name) and the encoder backend.
+    pub fn validate(&self) -> Result<(), SendError> {
+        let given = &self.publisher.connect.url;
+        let url = self.publisher.connect.validate()?;
+        match stream_route(&url) {
+            Some((Role::Publish, Ok(_))) => {}
+            Some((Role::Publish, Err(e))) => {
+                return Err(SendError::Config(format!("--url {given:?}: {e}")))
+            }
+            Some((Role::Watch, _)) => {
+                return Err(SendError::Config(format!(
+                    "--url {given:?}: this is a viewer URL; vswa-send publishes to {PUBLISH_URL}"
+                )))
+            }
+            None => {
+                return Err(SendError::Config(format!(
+                    "--url {given:?} is not a publish URL: expected {PUBLISH_URL}"
+                )))
+            }
+        }
+        if self.pipeline.encode.backend == EncoderBackend::TurboJpeg
+            && !EncoderBackend::TurboJpeg.is_available()
+        {
+            return Err(SendError::Config(
+                "--turbojpeg needs a build with the `turbojpeg` feature".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The form of a publish URL, for messages.
+const PUBLISH_URL: &str = "ws://HOST:PORT/ws/publish/NAME";
+
+/// Process exit codes of `vswa-send`: the same table as `vswa-recv`'s (its
+/// `vswa_recv::exit`), so a script reads both programs' failures alike.
+pub mod exit {
+    /// The source ended, `--count` or `--duration` was reached, or Ctrl-C.
+    pub const OK: u8 = 0;
+    /// An unexpected internal failure.
+    pub const FAILURE: u8 = 1;
+    /// Bad command line or URL (an invalid stream name included), found before
+    /// connecting.
+    pub const USAGE: u8 = 2;
+    /// The relay refused: wrong token, busy stream, limits, a frame it would not take.
+    pub const REFUSED: u8 = 3;
+    /// The relay could not be reached within `--connect-timeout`.
+    pub const UNREACHABLE: u8 = 4;
+    /// The source cannot be read (a missing or unreadable file, a camera that fails)
+    /// or holds nothing to send (no JPEG on stdin, an empty or foreign recording).
+    pub const IO: u8 = 5;
 }
 
 /// Why sending stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// The options do not fit together (e.g. a backend this build lacks).
+    /// The command line or URL is unusable, or the options do not fit together (e.g.
+    /// a backend this build lacks).
     #[error("{0}")]
     Config(String),
     /// The source could not be opened or failed.
@@ -51,6 +106,35 @@ pub enum SendError {
     /// The relay refused or could not be reached.
     #[error(transparent)]
     Client(#[from] ClientError),
+}
+
+impl SendError {
+    /// The process exit code for this error (see [`exit`]).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SendError::Config(_) => exit::USAGE,
+            SendError::Capture(e) => match e {
+                CaptureError::InvalidSpec { .. }
+                | CaptureError::InvalidConfig(_)
+                | CaptureError::CameraUnsupported => exit::USAGE,
+                CaptureError::Camera { .. }
+                | CaptureError::Io { .. }
+                | CaptureError::Recording { .. }
+                | CaptureError::NoJpeg { .. }
+                | CaptureError::EmptyRecording { .. } => exit::IO,
+                // A panic is a bug; an oversized picture is skipped by the MJPEG source and
+                // so never ends a run. Neither is the input's fault.
+                CaptureError::Panicked { .. } | CaptureError::FrameTooLarge { .. } => exit::FAILURE,
+            },
+            SendError::Client(e) => match e {
+                ClientError::BadUrl { .. } => exit::USAGE,
+                ClientError::Unauthorized(_)
+                | ClientError::Refused { .. }
+                | ClientError::Server { .. } => exit::REFUSED,
+                ClientError::Unreachable { .. } | ClientError::Lost(_) => exit::UNREACHABLE,
+            },
+        }
+    }
 }
 
 /// Live counters of a [`run`], for a status line.
@@ -89,25 +173,19 @@ impl SendStatus {
     }
 }
 
-/// Opens the source described by `config` (so a bad source fails before any
-/// connection), then connects and sends; see [`send`].
+/// Checks `config` ([`SendConfig::validate`]) and opens the source it describes (so a
+/// bad URL or source fails before any connection), then connects and sends; see
+/// [`send`].
 pub async fn run(
     mut config: SendConfig,
     shutdown: impl Future<Output = ()>,
     on_open: impl FnOnce(&OpenedSource),
     status: impl FnMut(&SendStatus),
 ) -> Result<SendStatus, SendError> {
-    if config.pipeline.encode.backend == EncoderBackend::TurboJpeg
-        && !EncoderBackend::TurboJpeg.is_available()
-    {
-        return Err(SendError::Config(
-            "--turbojpeg needs a build with the `turbojpeg` feature".into(),
-        ));
-    }
+    config.validate()?;
     let frames = frames_for(config.backlog, config.pipeline.source.fps);
     config.pipeline.backlog = frames;
     config.publisher.queue = frames;
-    config.publisher.connect.validate()?;
     let source = OpenedSource::open(config.pipeline)?;
     on_open(&source);
     send(source, config.publisher, shutdown, status).await

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use vswa_capture::OpenedSource;
 use vswa_cli as cli;
 use vswa_send::args::Args;
-use vswa_send::{SendError, SendStatus};
+use vswa_send::{exit, SendError, SendStatus};
 
 const DEFAULT_LOG: &str = "warn,vswa_client=info,vswa_send=info";
 
@@ -39,7 +39,7 @@ fn main() -> ExitCode {
                 summary.pipeline.dropped, summary.publisher.dropped
             );
         }
-        0
+        exit::OK
     };
-    cli::run("vswa-send", work, |_| 1, done)
+    cli::run("vswa-send", work, SendError::exit_code, done)
 }
