@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     cli::init_tracing("warn");
     let work = async {
         let summary = vswa_recv::run(args.config()?, cli::shutdown_signal()).await?;
-        eprintln!("vswa-recv: {}", summary.line());
+        cli::say!("vswa-recv: {}", summary.line());
         if args.stats_json {
             let json = serde_json::to_string(&summary)
                 .map_err(|e| RecvError::Internal(format!("cannot format the summary: {e}")))?;

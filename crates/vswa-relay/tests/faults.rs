@@ -247,3 +247,32 @@ fn relay_with_a_closed_stderr_serves_and_exits_cleanly() {
         .expect("the relay exits after SIGTERM");
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
+
+/// Issue 16: vswa-send and vswa-recv with a closed stderr exit with their documented
+/// code (4: relay unreachable), not 101 from a panic while printing the error.
+#[test]
+fn clients_with_a_closed_stderr_exit_with_their_documented_code() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for (program, path) in [("vswa-send", "publish"), ("vswa-recv", "watch")] {
+        let mut child = std::process::Command::new(vswa_testkit::bin(program))
+            .args([
+                "--url",
+                &format!("ws://127.0.0.1:{port}/ws/{path}/x"),
+                "--connect-timeout",
+                "1",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the client");
+        drop(child.stderr.take());
+        let status = vswa_testkit::wait_with_limit(&mut child, Duration::from_secs(20))
+            .expect("the client gives up");
+        assert_eq!(status.code(), Some(4), "{program}: {status:?}");
+    }
+}

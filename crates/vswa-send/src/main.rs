@@ -18,23 +18,25 @@ fn main() -> ExitCode {
     let work = async {
         let config = args.config().map_err(SendError::Config)?;
         let url = config.publisher.connect.url.clone();
-        let on_open = |s: &OpenedSource| eprintln!("vswa-send: {} -> {url}", s.describe());
+        let on_open = |s: &OpenedSource| cli::say!("vswa-send: {} -> {url}", s.describe());
         let status = |s: &SendStatus| {
             if show {
-                eprint!("\r{}\x1b[K", s.line());
+                use std::io::Write;
+                // A closed stderr loses the status line, nothing else.
+                let _ = write!(std::io::stderr(), "\r{}\x1b[K", s.line());
             }
         };
         let summary = vswa_send::run(config, cli::shutdown_signal(), on_open, status).await;
         if show {
-            eprintln!();
+            cli::say!("");
         }
         summary
     };
     let done = |mut summary: SendStatus| {
         summary.publisher.connected = true;
-        eprintln!("vswa-send: done: {}", summary.line().trim_start());
+        cli::say!("vswa-send: done: {}", summary.line().trim_start());
         if summary.dropped() > 0 {
-            eprintln!(
+            cli::say!(
                 "vswa-send: dropped {} before encoding (capture outran the encoder), {} at the network queue",
                 summary.pipeline.dropped, summary.publisher.dropped
             );
