@@ -9,6 +9,7 @@
 
 pub mod backoff;
 pub mod connect;
+pub mod exit;
 pub mod publisher;
 pub mod subscriber;
 

@@ -29,22 +29,9 @@ use vswa_protocol::Flags;
 pub use sink::{SinkConfig, SinkError, Sinks};
 pub use stats::{Stats, StopReason, Summary};
 
-/// Process exit codes of `vswa-recv`.
-pub mod exit {
-    /// Stopped as asked: count or duration reached, stream ended, pipe closed, Ctrl-C.
-    pub const OK: u8 = 0;
-    /// An unexpected internal failure.
-    pub const FAILURE: u8 = 1;
-    /// Bad command line or URL (an invalid stream name included), found before
-    /// connecting.
-    pub const USAGE: u8 = 2;
-    /// The relay refused: wrong token (401), busy stream, limits, other refusals.
-    pub const REFUSED: u8 = 3;
-    /// The relay could not be reached within the connect or reconnect timeout.
-    pub const UNREACHABLE: u8 = 4;
-    /// An output (`--out-dir`, `--record`, `--mjpeg`, `--display`) cannot be used.
-    pub const OUTPUT: u8 = 5;
-}
+/// Process exit codes of `vswa-recv`: one table shared with `vswa-send` (`OUTPUT`: an
+/// output cannot be used).
+pub use vswa_client::exit;
 
 /// Why `vswa-recv` failed.
 #[derive(Debug, thiserror::Error)]

@@ -1023,7 +1023,7 @@ async fn mjpeg_parts(
 ) -> Vec<Vec<u8>> {
     let deadline = Instant::now() + LIMIT;
     loop {
-        let found = split_parts(buf);
+        let found = common::multipart_jpegs(buf, "vswaframe");
         if found.len() >= parts {
             return found;
         }
@@ -1035,35 +1035,6 @@ async fn mjpeg_parts(
         assert!(n > 0, "the relay ended the MJPEG response");
         buf.extend_from_slice(&chunk[..n]);
     }
-}
-
-/// The complete `--vswaframe` parts in `buf`.
-fn split_parts(buf: &[u8]) -> Vec<Vec<u8>> {
-    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
-    let mut out = Vec::new();
-    let mut at = 0;
-    while let Some(pos) = find(&buf[at..], b"--vswaframe\r\n") {
-        let start = at + pos + 13;
-        let Some(head_end) = find(&buf[start..], b"\r\n\r\n") else {
-            break;
-        };
-        let head = String::from_utf8_lossy(&buf[start..start + head_end]).to_lowercase();
-        assert!(head.contains("content-type: image/jpeg"), "{head}");
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length: "))
-            .expect("a content-length")
-            .trim()
-            .parse()
-            .unwrap();
-        let body = start + head_end + 4;
-        if body + len > buf.len() {
-            break;
-        }
-        out.push(buf[body..body + len].to_vec());
-        at = body + len;
-    }
-    out
 }
 
 #[tokio::test(start_paused = true)]

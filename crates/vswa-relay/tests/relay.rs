@@ -408,7 +408,7 @@ async fn mjpeg_snapshot_and_stats() {
         "{}",
         &text[..200.min(text.len())]
     );
-    let parts = multipart_jpegs(&buf, "vswaframe");
+    let parts = common::multipart_jpegs(&buf, "vswaframe");
     assert!(parts.len() >= 2, "got {} parts", parts.len());
     for part in &parts {
         let img = vswa_codec::decode(part).unwrap();
@@ -462,38 +462,6 @@ async fn mjpeg_snapshot_and_stats() {
     } else {
         assert!(!vswa_testkit::tools_required(), "ffprobe is required");
     }
-}
-
-/// Splits a multipart/x-mixed-replace body into its complete JPEG parts.
-fn multipart_jpegs(buf: &[u8], boundary: &str) -> Vec<Vec<u8>> {
-    let marker = format!("--{boundary}\r\n");
-    let mut out = Vec::new();
-    let mut at = 0;
-    while let Some(pos) = find(&buf[at..], marker.as_bytes()) {
-        let start = at + pos + marker.len();
-        let Some(head_end) = find(&buf[start..], b"\r\n\r\n") else {
-            break;
-        };
-        let head = String::from_utf8_lossy(&buf[start..start + head_end]).to_lowercase();
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length: "))
-            .expect("content-length")
-            .trim()
-            .parse()
-            .unwrap();
-        let body = start + head_end + 4;
-        if body + len > buf.len() {
-            break;
-        }
-        out.push(buf[body..body + len].to_vec());
-        at = body + len;
-    }
-    out
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

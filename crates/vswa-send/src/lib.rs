@@ -74,24 +74,10 @@ impl SendConfig {
 /// The form of a publish URL, for messages.
 const PUBLISH_URL: &str = "ws://HOST:PORT/ws/publish/NAME";
 
-/// Process exit codes of `vswa-send`: the same table as `vswa-recv`'s (its
-/// `vswa_recv::exit`), so a script reads both programs' failures alike.
-pub mod exit {
-    /// The source ended, `--count` or `--duration` was reached, or Ctrl-C.
-    pub const OK: u8 = 0;
-    /// An unexpected internal failure.
-    pub const FAILURE: u8 = 1;
-    /// Bad command line or URL (an invalid stream name included), found before
-    /// connecting.
-    pub const USAGE: u8 = 2;
-    /// The relay refused: wrong token, busy stream, limits, a frame it would not take.
-    pub const REFUSED: u8 = 3;
-    /// The relay could not be reached within `--connect-timeout`.
-    pub const UNREACHABLE: u8 = 4;
-    /// The source cannot be read (a missing or unreadable file, a camera that fails)
-    /// or holds nothing to send (no JPEG on stdin, an empty or foreign recording).
-    pub const IO: u8 = 5;
-}
+/// Process exit codes of `vswa-send`: one table shared with `vswa-recv`, so a script
+/// reads both programs' failures alike (`IO`: the source cannot be read or holds
+/// nothing to send).
+pub use vswa_client::exit;
 
 /// Why sending stopped with an error.
 #[derive(Debug, thiserror::Error)]

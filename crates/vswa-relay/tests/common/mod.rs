@@ -289,3 +289,36 @@ pub async fn assert_publish_refused(
     assert!(!text.is_empty() && !text.contains('\n'), "{stream}: {text}");
     assert_eq!(close_code(&mut ws).await, Some(close), "{stream}");
 }
+
+/// Splits a multipart/x-mixed-replace body into its complete JPEG parts.
+pub fn multipart_jpegs(buf: &[u8], boundary: &str) -> Vec<Vec<u8>> {
+    let marker = format!("--{boundary}\r\n");
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(pos) = find(&buf[at..], marker.as_bytes()) {
+        let start = at + pos + marker.len();
+        let Some(head_end) = find(&buf[start..], b"\r\n\r\n") else {
+            break;
+        };
+        let head = String::from_utf8_lossy(&buf[start..start + head_end]).to_lowercase();
+        assert!(head.contains("content-type: image/jpeg"), "{head}");
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .expect("content-length")
+            .trim()
+            .parse()
+            .unwrap();
+        let body = start + head_end + 4;
+        if body + len > buf.len() {
+            break;
+        }
+        out.push(buf[body..body + len].to_vec());
+        at = body + len;
+    }
+    out
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
