@@ -20,11 +20,14 @@ async fn main() -> anyhow::Result<()> {
             SubscriberEvent::Frame {
                 frame,
                 received_us,
+                capture_us,
                 gap,
             } => {
                 seen += 1;
                 let h = frame.header();
-                let latency_ms = received_us.saturating_sub(h.timestamp_us) as f64 / 1000.0;
+                // Capture time on this machine's clock once clock sync has run.
+                let captured = capture_us.unwrap_or(h.timestamp_us);
+                let latency_ms = received_us.saturating_sub(captured) as f64 / 1000.0;
                 let image = vswa::codec::decode(frame.payload())?;
                 println!(
                     "#{:<6} {}x{} {:>7} bytes  latency {latency_ms:6.1} ms{}  (decoded {}x{})",

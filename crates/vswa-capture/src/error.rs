@@ -18,6 +18,9 @@ pub enum CaptureError {
     /// The source configuration is unusable (zero size, non-positive frame rate).
     #[error("invalid source configuration: {0}")]
     InvalidConfig(String),
+    /// A device stayed missing longer than it was allowed to (`--camera-wait`).
+    #[error("{0}")]
+    DeviceMissing(String),
     /// The camera source was requested but this build has no camera backend.
     #[error("built without camera support; rebuild with --features camera")]
     CameraUnsupported,

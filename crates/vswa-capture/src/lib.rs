@@ -188,6 +188,9 @@ pub struct SourceConfig {
     pub fps: Option<f64>,
     /// Start a replay over when it reaches the end.
     pub loop_replay: bool,
+    /// How long a camera may be missing (not there at start, or unplugged) before the
+    /// source fails; `None` waits for it forever, sending "NO SIGNAL" frames.
+    pub camera_wait: Option<std::time::Duration>,
 }
 
 impl Default for SourceConfig {
@@ -197,6 +200,7 @@ impl Default for SourceConfig {
             height: 480,
             fps: None,
             loop_replay: false,
+            camera_wait: None,
         }
     }
 }
@@ -251,12 +255,10 @@ fn open_camera(index: u32, cfg: &SourceConfig) -> Result<Box<dyn Source>, Captur
             fps.round() as u32,
         )?))
     };
-    Ok(Box::new(Resilient::new(
-        format!("camera {index}"),
-        width,
-        height,
-        open,
-    )))
+    Ok(Box::new(
+        Resilient::new(format!("camera {index}"), width, height, open)
+            .with_give_up(cfg.camera_wait),
+    ))
 }
 
 #[cfg(not(feature = "camera"))]

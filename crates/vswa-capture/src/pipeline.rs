@@ -399,7 +399,7 @@ mod tests {
                 width: 64,
                 height: 48,
                 fps: Some(200.0),
-                loop_replay: false,
+                ..SourceConfig::default()
             },
             encode: EncodeOptions::default(),
             encode_threads: 1,

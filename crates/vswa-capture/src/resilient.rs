@@ -21,6 +21,10 @@ pub struct Resilient<F> {
     /// The last failure, logged once per outage rather than every second.
     last_error: Option<String>,
     opened_once: bool,
+    /// Fail once the device has been missing this long (`None`: never).
+    give_up: Option<Duration>,
+    /// When the current outage began (or the first attempt, before any open).
+    missing_since: Option<Instant>,
 }
 
 impl<F> std::fmt::Debug for Resilient<F> {
@@ -50,7 +54,35 @@ where
             placeholder: placeholder_image(width, height, "NO SIGNAL"),
             last_error: None,
             opened_once: false,
+            give_up: None,
+            missing_since: None,
         }
+    }
+
+    /// Makes a device that stays missing for `after` (at start, or after it went away)
+    /// an error instead of "NO SIGNAL" frames forever; `None` (the default) never gives
+    /// up.
+    pub fn with_give_up(mut self, after: Option<Duration>) -> Resilient<F> {
+        self.give_up = after;
+        self
+    }
+
+    /// The error that ends the source if the device has been missing too long.
+    fn gave_up(&self, now: Instant) -> Option<CaptureError> {
+        let (after, since) = (self.give_up?, self.missing_since?);
+        (now.duration_since(since) >= after).then(|| {
+            CaptureError::DeviceMissing(format!(
+                "{} {} within {} s: {}",
+                self.name,
+                if self.opened_once {
+                    "did not come back"
+                } else {
+                    "did not appear"
+                },
+                after.as_secs_f64(),
+                self.last_error.as_deref().unwrap_or("not found")
+            ))
+        })
     }
 
     /// Changes how often placeholders are produced and reopening is tried (default one
@@ -105,6 +137,7 @@ where
                     Err(e) => e.to_string(),
                 };
                 self.current = None;
+                self.missing_since = Some(Instant::now());
                 self.note_failure(error);
                 // Show the outage at once, then retry one interval later.
                 self.next_attempt = Some(Instant::now() + self.retry_interval);
@@ -124,10 +157,16 @@ where
                     self.opened_once = true;
                     self.last_error = None;
                     self.next_attempt = None;
+                    self.missing_since = None;
                     self.current = Some(source);
                 }
                 Err(e) => {
+                    let now = Instant::now();
+                    self.missing_since.get_or_insert(now);
                     self.note_failure(e.to_string());
+                    if let Some(error) = self.gave_up(now) {
+                        return Err(error);
+                    }
                     let base = self.next_attempt.unwrap_or_else(Instant::now);
                     // Stay on a fixed grid, but never schedule into the past after a
                     // slow open attempt.

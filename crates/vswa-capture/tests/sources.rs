@@ -23,7 +23,7 @@ fn fast(width: u32, height: u32) -> SourceConfig {
         width,
         height,
         fps: Some(1000.0),
-        loop_replay: false,
+        ..SourceConfig::default()
     }
 }
 
@@ -804,4 +804,38 @@ fn replay_rejects_non_recordings_and_corrupt_files() {
     let mut source = open(&SourceSpec::Replay { path }, &fast(0, 0)).unwrap();
     let err = source.next_frame().unwrap_err();
     assert!(err.to_string().contains("corrupt frame 0"), "{err}");
+}
+
+/// Issue 16: with a give-up time (`vswa-send --camera-wait`), a device that never
+/// appears ends the source with an error saying so, after "NO SIGNAL" frames meanwhile.
+#[test]
+fn resilient_source_gives_up_on_a_device_that_never_appears() {
+    let mut source = Resilient::new("camera 9", 32, 24, || -> Result<Box<dyn Source>, _> {
+        Err(CaptureError::Camera {
+            index: 9,
+            message: "no such device".into(),
+        })
+    })
+    .with_retry_interval(Duration::from_millis(20))
+    .with_give_up(Some(Duration::from_millis(150)));
+    let started = std::time::Instant::now();
+    let mut placeholders = 0;
+    let error = loop {
+        match source.next_frame() {
+            Ok(Some(frame)) => {
+                assert!(frame.placeholder);
+                placeholders += 1;
+            }
+            Ok(None) => panic!("a live source does not end"),
+            Err(e) => break e,
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "never gave up");
+    };
+    assert!(placeholders >= 1);
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    let text = error.to_string();
+    assert!(
+        text.contains("did not appear within 0.15 s") && text.contains("no such device"),
+        "{text}"
+    );
 }

@@ -46,6 +46,15 @@ pub enum ClientError {
         /// The relay's message.
         message: String,
     },
+    /// The relay's TLS certificate is not trusted (or not valid for its name); retrying
+    /// will not change that.
+    #[error("relay at {url} has a certificate this client does not trust: {reason} (give its CA, or the certificate itself, with --ca-cert)")]
+    Certificate {
+        /// The relay URL.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// No connection could be made.
     #[error("cannot reach relay at {url}: {reason}")]
     Unreachable {
@@ -63,7 +72,9 @@ impl ClientError {
     /// True for refusals that retrying will not fix (bad URL, token, name, busy stream).
     pub fn is_fatal(&self) -> bool {
         match self {
-            ClientError::BadUrl { .. } | ClientError::Unauthorized(_) => true,
+            ClientError::BadUrl { .. }
+            | ClientError::Unauthorized(_)
+            | ClientError::Certificate { .. } => true,
             ClientError::Refused { status, .. } => {
                 (400..500).contains(status) && *status != 429 && *status != 408
             }
@@ -108,10 +119,15 @@ impl ConnectOptions {
         }
     }
 
+    /// The URL as logs and error messages show it: a `?token=` value is `***`.
+    pub fn display_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
     /// Checks the URL without connecting.
     pub fn validate(&self) -> Result<url::Url, ClientError> {
         let bad = |reason: &str| ClientError::BadUrl {
-            url: self.url.clone(),
+            url: self.display_url(),
             reason: reason.into(),
         };
         let url = url::Url::parse(&self.url).map_err(|e| bad(&e.to_string()))?;
@@ -123,6 +139,32 @@ impl ConnectOptions {
         }
         Ok(url)
     }
+}
+
+/// `url` with the value of every `token` query parameter replaced by `***`, for logs
+/// and error messages (browsers and tools put tokens there; they must not end up in a
+/// terminal's scroll-back or a log file). Works on text that is not a valid URL too.
+pub fn redact_url(url: &str) -> String {
+    let Some((base, rest)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let (query, fragment) = match rest.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (rest, None),
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("token") => format!("{key}=***"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    let mut out = format!("{base}?{}", query.join("&"));
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
 }
 
 /// Which side of a stream a relay URL is for.
@@ -205,7 +247,7 @@ pub async fn connect(opts: &ConnectOptions) -> Result<ClientSocket, ClientError>
     match tokio::time::timeout(opts.timeout, connect_inner(opts, &url)).await {
         Ok(res) => res,
         Err(_) => Err(ClientError::Unreachable {
-            url: opts.url.clone(),
+            url: opts.display_url(),
             reason: format!("no answer within {} s", opts.timeout.as_secs()),
         }),
     }
@@ -213,7 +255,7 @@ pub async fn connect(opts: &ConnectOptions) -> Result<ClientSocket, ClientError>
 
 async fn connect_inner(opts: &ConnectOptions, url: &url::Url) -> Result<ClientSocket, ClientError> {
     let unreachable = |reason: String| ClientError::Unreachable {
-        url: opts.url.clone(),
+        url: opts.display_url(),
         reason,
     };
     let host = url
@@ -233,7 +275,16 @@ async fn connect_inner(opts: &ConnectOptions, url: &url::Url) -> Result<ClientSo
         let tls = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await
-            .map_err(|e| unreachable(format!("TLS: {e}")))?;
+            .map_err(|e| {
+                if is_certificate_error(&e) {
+                    ClientError::Certificate {
+                        url: opts.display_url(),
+                        reason: e.to_string(),
+                    }
+                } else {
+                    unreachable(format!("TLS: {e}"))
+                }
+            })?;
         ClientStream::Tls(Box::new(tls))
     } else {
         ClientStream::Plain(tcp)
@@ -243,14 +294,14 @@ async fn connect_inner(opts: &ConnectOptions, url: &url::Url) -> Result<ClientSo
         .as_str()
         .into_client_request()
         .map_err(|e| ClientError::BadUrl {
-            url: opts.url.clone(),
+            url: opts.display_url(),
             reason: e.to_string(),
         })?;
     if let Some(token) = &opts.token {
         let value = format!("Bearer {token}")
             .parse()
             .map_err(|_| ClientError::BadUrl {
-                url: opts.url.clone(),
+                url: opts.display_url(),
                 reason: "token contains characters not allowed in an HTTP header".into(),
             })?;
         request.headers_mut().insert(
@@ -368,6 +419,7 @@ fn one_line(text: &str, max: usize) -> String {
 fn tls_config(ca: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, ClientError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut pinned = Vec::new();
     if let Some(path) = ca {
         let bad = |reason: String| ClientError::BadUrl {
             url: path.display().to_string(),
@@ -377,16 +429,94 @@ fn tls_config(ca: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>,
             std::fs::read(path).map_err(|e| bad(format!("cannot read CA certificate: {e}")))?;
         for cert in rustls_pemfile::certs(&mut &pem[..]) {
             let cert = cert.map_err(|e| bad(e.to_string()))?;
-            roots.add(cert).map_err(|e| bad(e.to_string()))?;
+            roots.add(cert.clone()).map_err(|e| bad(e.to_string()))?;
+            pinned.push(cert);
+        }
+        if pinned.is_empty() {
+            return Err(bad("no PEM certificate in the file".into()));
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| ClientError::Lost(format!("TLS set-up: {e}")))?;
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| ClientError::Lost(e.to_string()))?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedOrWebPki { pinned, webpki }))
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// Trusts a server whose certificate is exactly one given with `--ca-cert`, and
+/// otherwise verifies it against the roots (the public ones and `--ca-cert`'s) as usual.
+///
+/// A self-signed certificate made by `openssl req -x509` carries `CA:TRUE`; the WebPKI
+/// rules refuse a CA certificate as a server's own (`CaUsedAsEndEntity`), so without
+/// this a user who hands over the very certificate the relay serves would be refused.
+/// The handshake signature is still checked against the certificate's key, so the
+/// server must hold its private key.
+#[derive(Debug)]
+struct PinnedOrWebPki {
+    pinned: Vec<rustls::pki_types::CertificateDer<'static>>,
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedOrWebPki {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if self
+            .pinned
+            .iter()
+            .any(|p| p.as_ref() == end_entity.as_ref())
+        {
+            return Ok(rustls::client::danger::ServerCertVerified::assertion());
+        }
+        self.webpki
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// Whether a failed TLS handshake failed on the server's certificate: retrying will
+/// not fix that, so it is reported at once.
+fn is_certificate_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::InvalidCertificate(_) | rustls::Error::UnsupportedNameType)
+    )
 }
 
 /// Connects with retries (delays from `backoff`) until `deadline`, returning fatal
@@ -430,6 +560,42 @@ pub async fn connect_with_retry(
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn tokens_in_urls_are_redacted() {
+        assert_eq!(
+            redact_url("ws://h:1/ws/watch/a?token=s3cret"),
+            "ws://h:1/ws/watch/a?token=***"
+        );
+        assert_eq!(
+            redact_url("ws://h/ws/watch/a?x=1&TOKEN=abc&y=2#f"),
+            "ws://h/ws/watch/a?x=1&TOKEN=***&y=2#f"
+        );
+        assert_eq!(redact_url("ws://h/ws/watch/a"), "ws://h/ws/watch/a");
+        assert_eq!(redact_url("not a url?token=x"), "not a url?token=***");
+        // Every error that names the URL shows it redacted.
+        let opts = ConnectOptions::new("http://h/ws/watch/a?token=s3cret");
+        let err = opts.validate().unwrap_err().to_string();
+        assert!(
+            !err.contains("s3cret") && err.contains("token=***"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_error_does_not_show_the_token() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let opts = ConnectOptions::new(format!("ws://127.0.0.1:{port}/ws/watch/a?token=s3cret"));
+        let err = connect(&opts).await.unwrap_err().to_string();
+        assert!(
+            !err.contains("s3cret") && err.contains("token=***"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn stream_routes() {

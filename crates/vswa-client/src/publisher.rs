@@ -3,17 +3,23 @@
 //!
 //! Live sources use [`Publisher::try_send`], which drops (and counts) a frame when the
 //! queue is full or the relay is unreachable; file sources use [`Publisher::send`],
-//! which waits. Nothing is ever queued without bound.
+//! which waits. Nothing is ever queued without bound, and with
+//! [`PublisherConfig::max_latency`] nothing is sent late: a frame that waited in the
+//! queue longer than that is dropped instead.
+//!
+//! While connected, the publisher keeps its clock in step with the relay's
+//! ([`ClockSync`], the `time` exchange of docs/PROTOCOL.md) and reports its offset with
+//! `clock`, so the relay and every viewer can put capture timestamps on their own clock.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
-use vswa_protocol::{ControlMessage, Frame};
+use vswa_protocol::{ClockSync, ControlMessage, Frame};
 
 use crate::backoff::Backoff;
 use crate::connect::{connect_with_retry, ClientError, ClientSocket, ConnectOptions};
@@ -29,6 +35,11 @@ pub struct PublisherConfig {
     pub initial_timeout: Duration,
     /// Frames that may wait for the socket.
     pub queue: usize,
+    /// A frame that waited in the queue longer than this is dropped (counted in
+    /// `dropped` and `late`) instead of sent late; zero never drops for age.
+    pub max_latency: Duration,
+    /// Run the `time` exchange with the relay and report the offset with `clock`.
+    pub clock_sync: bool,
 }
 
 impl PublisherConfig {
@@ -44,6 +55,8 @@ impl PublisherConfig {
             backoff: Backoff::default(),
             initial_timeout: Duration::from_secs(10),
             queue: PublisherConfig::DEFAULT_QUEUE,
+            max_latency: Duration::ZERO,
+            clock_sync: true,
         }
     }
 }
@@ -63,6 +76,13 @@ pub struct PublisherStats {
     pub reconnects: u64,
     /// Whether a connection is up now.
     pub connected: bool,
+    /// Of `dropped`, frames that waited in the queue longer than `max_latency`.
+    pub late: u64,
+    /// Relay clock minus this machine's clock, in microseconds, from the best recent
+    /// `time` exchange (`None` before the first one, or with clock sync off).
+    pub clock_offset_us: Option<i64>,
+    /// Round-trip time of that exchange, in microseconds.
+    pub clock_rtt_us: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -73,6 +93,19 @@ struct Shared {
     viewers: AtomicU32,
     reconnects: AtomicU64,
     connected: AtomicBool,
+    late: AtomicU64,
+    /// `i64::MIN` until synchronised.
+    offset_us: AtomicI64,
+    rtt_us: AtomicU64,
+}
+
+impl Shared {
+    fn new() -> Shared {
+        Shared {
+            offset_us: AtomicI64::new(i64::MIN),
+            ..Shared::default()
+        }
+    }
 }
 
 impl Shared {
@@ -84,6 +117,15 @@ impl Shared {
             viewers: self.viewers.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
             connected: self.connected.load(Ordering::Relaxed),
+            late: self.late.load(Ordering::Relaxed),
+            clock_offset_us: match self.offset_us.load(Ordering::Relaxed) {
+                i64::MIN => None,
+                offset => Some(offset),
+            },
+            clock_rtt_us: match self.offset_us.load(Ordering::Relaxed) {
+                i64::MIN => None,
+                _ => Some(self.rtt_us.load(Ordering::Relaxed)),
+            },
         }
     }
 }
@@ -91,9 +133,17 @@ impl Shared {
 /// A connected publisher. Dropping it stops the background task.
 #[derive(Debug)]
 pub struct Publisher {
-    tx: mpsc::Sender<Frame>,
+    tx: mpsc::Sender<Queued>,
     shared: Arc<Shared>,
+    viewers: watch::Receiver<Option<u32>>,
     task: JoinHandle<Result<(), ClientError>>,
+}
+
+/// A frame in the send queue, with when it entered it.
+#[derive(Debug)]
+struct Queued {
+    frame: Frame,
+    at: Instant,
 }
 
 impl Publisher {
@@ -114,16 +164,28 @@ impl Publisher {
                 return Err(ClientError::Lost("relay sent no hello".into()));
             }
         }
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared::new());
         shared.connected.store(true, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(config.queue.max(1));
-        let task = tokio::spawn(run(config, backoff, socket, rx, shared.clone()));
-        Ok(Publisher { tx, shared, task })
+        let (viewers_tx, viewers) = watch::channel(None);
+        let link = Link {
+            rx,
+            shared: shared.clone(),
+            viewers: viewers_tx,
+        };
+        let task = tokio::spawn(run(config, backoff, socket, link));
+        Ok(Publisher {
+            tx,
+            shared,
+            viewers,
+            task,
+        })
     }
 
     /// Queues a frame if there is room; otherwise drops it, counts it and returns false.
     pub fn try_send(&self, frame: Frame) -> bool {
-        match self.tx.try_send(frame) {
+        let at = Instant::now();
+        match self.tx.try_send(Queued { frame, at }) {
             Ok(()) => true,
             Err(_) => {
                 self.shared.dropped.fetch_add(1, Ordering::Relaxed);
@@ -134,10 +196,18 @@ impl Publisher {
 
     /// Queues a frame, waiting for room (and through reconnects).
     pub async fn send(&self, frame: Frame) -> Result<(), ClientError> {
-        if self.tx.send(frame).await.is_err() {
+        let at = Instant::now();
+        if self.tx.send(Queued { frame, at }).await.is_err() {
             return Err(ClientError::Lost("publisher stopped".into()));
         }
         Ok(())
+    }
+
+    /// The viewer count the relay last reported (`None` before its first report; the
+    /// relay sends one right after `hello` and on every change). `changed()` on the
+    /// receiver wakes on each report.
+    pub fn viewers(&self) -> watch::Receiver<Option<u32>> {
+        self.viewers.clone()
     }
 
     /// The counters now.
@@ -173,7 +243,9 @@ impl Publisher {
     /// Sends what is queued, closes the connection and returns the final counters, or
     /// the fatal error that stopped the publisher.
     pub async fn finish(self) -> Result<PublisherStats, ClientError> {
-        let Publisher { tx, shared, task } = self;
+        let Publisher {
+            tx, shared, task, ..
+        } = self;
         drop(tx);
         let result = task
             .await
@@ -218,26 +290,33 @@ enum Outcome {
     Lost(ClientError),
 }
 
+/// What the background task shares with the [`Publisher`].
+struct Link {
+    rx: mpsc::Receiver<Queued>,
+    shared: Arc<Shared>,
+    viewers: watch::Sender<Option<u32>>,
+}
+
 async fn run(
     config: PublisherConfig,
     mut backoff: Backoff,
     mut socket: ClientSocket,
-    mut rx: mpsc::Receiver<Frame>,
-    shared: Arc<Shared>,
+    mut link: Link,
 ) -> Result<(), ClientError> {
     loop {
-        match pump(&mut socket, &mut rx, &shared).await? {
+        match pump(&mut socket, &mut link, &config).await? {
             Outcome::Done => {
                 let _ = tokio::time::timeout(Duration::from_secs(2), socket.close(None)).await;
                 return Ok(());
             }
             Outcome::Lost(e) => {
-                shared.connected.store(false, Ordering::Relaxed);
+                link.shared.connected.store(false, Ordering::Relaxed);
+                link.viewers.send_replace(None);
                 tracing::warn!("connection to relay lost: {e}; reconnecting");
                 socket = tokio::select! {
                     res = connect_with_retry(&config.connect, &mut backoff, None, "reconnecting") => res?,
                     // Nothing left to send: no point in reconnecting.
-                    () = wait_closed(&mut rx, &shared) => return Ok(()),
+                    () = wait_closed(&mut link.rx) => return Ok(()),
                 };
                 if let Err(e) = first_message(&mut socket).await {
                     if e.is_fatal() {
@@ -245,8 +324,8 @@ async fn run(
                     }
                     continue;
                 }
-                shared.connected.store(true, Ordering::Relaxed);
-                shared.reconnects.fetch_add(1, Ordering::Relaxed);
+                link.shared.connected.store(true, Ordering::Relaxed);
+                link.shared.reconnects.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("reconnected to relay");
             }
         }
@@ -255,33 +334,89 @@ async fn run(
 
 /// Completes when the sending side is gone and the queue is empty. Frames that arrive
 /// meanwhile stay queued (the channel is bounded) for after the reconnect.
-async fn wait_closed(rx: &mut mpsc::Receiver<Frame>, _shared: &Shared) {
+async fn wait_closed(rx: &mut mpsc::Receiver<Queued>) {
     while !rx.is_closed() || !rx.is_empty() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
+/// This machine's clock as a wire timestamp.
+fn now_us() -> u64 {
+    vswa_protocol::timestamp_us(std::time::SystemTime::now())
+}
+
+/// How often the publisher looks whether a `time` request is due.
+const CLOCK_POLL: Duration = Duration::from_millis(50);
+
+/// Sends queued frames on one connection and answers what the relay says, until the
+/// queue closes (`Done`) or the connection fails (`Lost`; a fatal refusal is `Err`).
 async fn pump(
     socket: &mut ClientSocket,
-    rx: &mut mpsc::Receiver<Frame>,
-    shared: &Shared,
+    link: &mut Link,
+    config: &PublisherConfig,
 ) -> Result<Outcome, ClientError> {
+    let shared = link.shared.clone();
+    // A new connection may be to another relay: synchronise afresh.
+    let mut sync = ClockSync::new();
+    let mut clock_poll = tokio::time::interval(CLOCK_POLL);
+    clock_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let lost = |e: String| Ok(Outcome::Lost(ClientError::Lost(e)));
     loop {
         tokio::select! {
-            frame = rx.recv() => {
-                let Some(frame) = frame else { return Ok(Outcome::Done) };
+            queued = link.rx.recv() => {
+                let Some(Queued { frame, at }) = queued else { return Ok(Outcome::Done) };
+                if !config.max_latency.is_zero() && at.elapsed() > config.max_latency {
+                    // Late for live viewing: never send it.
+                    shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    shared.late.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 let bytes = frame.to_bytes();
                 let len = bytes.len();
                 if let Err(e) = socket.send(Message::Binary(bytes)).await {
                     shared.dropped.fetch_add(1, Ordering::Relaxed);
-                    return Ok(Outcome::Lost(ClientError::Lost(e.to_string())));
+                    return lost(e.to_string());
                 }
                 shared.sent.fetch_add(1, Ordering::Relaxed);
                 shared.bytes.fetch_add(len as u64, Ordering::Relaxed);
             }
+            _ = clock_poll.tick(), if config.clock_sync => {
+                let now = now_us();
+                if now >= sync.next_request_at() {
+                    let request = sync.request(now).to_json();
+                    if let Err(e) = socket.send(Message::Text(request.into())).await {
+                        return lost(e.to_string());
+                    }
+                }
+            }
             msg = socket.next() => match msg {
                 Some(Ok(Message::Text(text))) => match ControlMessage::from_json(text.as_str()) {
-                    Ok(ControlMessage::Viewers(v)) => shared.viewers.store(v.count, Ordering::Relaxed),
+                    Ok(ControlMessage::Viewers(v)) => {
+                        shared.viewers.store(v.count, Ordering::Relaxed);
+                        link.viewers.send_replace(Some(v.count));
+                    }
+                    Ok(ControlMessage::Time(t)) if !t.is_request() => {
+                        let now = now_us();
+                        if sync.on_response(&t, now).is_some() {
+                            if let (Some(offset), Some(rtt)) = (sync.offset_us(), sync.rtt_us()) {
+                                shared.rtt_us.store(rtt, Ordering::Relaxed);
+                                shared.offset_us.store(offset, Ordering::Relaxed);
+                            }
+                            if let Some(clock) = sync.clock_report() {
+                                let msg = ControlMessage::Clock(clock).to_json();
+                                if let Err(e) = socket.send(Message::Text(msg.into())).await {
+                                    return lost(e.to_string());
+                                }
+                            }
+                            // The burst goes on as soon as an answer is in.
+                            if now >= sync.next_request_at() {
+                                let request = sync.request(now).to_json();
+                                if let Err(e) = socket.send(Message::Text(request.into())).await {
+                                    return lost(e.to_string());
+                                }
+                            }
+                        }
+                    }
                     Ok(ControlMessage::Error(e)) => {
                         let err = ClientError::Server { code: e.code, message: e.message };
                         if err.is_fatal() {
@@ -293,11 +428,11 @@ async fn pump(
                 },
                 Some(Ok(Message::Close(frame))) => {
                     let why = frame.map(|f| format!("{} {}", u16::from(f.code), f.reason)).unwrap_or_default();
-                    return Ok(Outcome::Lost(ClientError::Lost(format!("relay closed the connection {why}"))));
+                    return lost(format!("relay closed the connection {why}"));
                 }
                 Some(Ok(_)) => {}
-                Some(Err(e)) => return Ok(Outcome::Lost(ClientError::Lost(e.to_string()))),
-                None => return Ok(Outcome::Lost(ClientError::Lost("relay closed the connection".into()))),
+                Some(Err(e)) => return lost(e.to_string()),
+                None => return lost("relay closed the connection".into()),
             }
         }
     }

@@ -1,12 +1,18 @@
 //! WebSocket viewer client: reads frames from `/ws/watch/{stream}`, reports sequence
 //! gaps, and reconnects with backoff when the connection drops.
+//!
+//! While it is polled, a subscriber keeps its clock in step with the relay's
+//! ([`ClockSync`]) and keeps the publisher's `clock`, so each frame's capture time can
+//! be put on this machine's clock ([`SubscriberEvent::Frame`]'s `capture_us`): the
+//! latency from capture to arrival then holds whatever the three clocks say.
 
 use std::time::{Duration, Instant};
 
+use futures_util::SinkExt;
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
-use vswa_protocol::control::{End, EndReason, Hello};
-use vswa_protocol::{ControlMessage, Frame, DEFAULT_MAX_PAYLOAD_LEN};
+use vswa_protocol::control::{Clock, End, EndReason, Hello};
+use vswa_protocol::{ClockSync, ControlMessage, Frame, DEFAULT_MAX_PAYLOAD_LEN};
 
 use crate::backoff::Backoff;
 use crate::connect::{connect_with_retry, ClientError, ClientSocket, ConnectOptions};
@@ -24,6 +30,8 @@ pub struct SubscriberConfig {
     pub reconnect_timeout: Option<Duration>,
     /// Largest payload accepted.
     pub max_payload_len: u32,
+    /// Run the `time` exchange with the relay (for `capture_us`).
+    pub clock_sync: bool,
 }
 
 impl SubscriberConfig {
@@ -35,6 +43,7 @@ impl SubscriberConfig {
             initial_timeout: Duration::from_secs(10),
             reconnect_timeout: None,
             max_payload_len: DEFAULT_MAX_PAYLOAD_LEN,
+            clock_sync: true,
         }
     }
 }
@@ -50,6 +59,11 @@ pub enum SubscriberEvent {
         frame: Frame,
         /// When it arrived, microseconds since the UNIX epoch.
         received_us: u64,
+        /// When it was captured, on this machine's clock: its `timestamp_us` moved by
+        /// the publisher's offset to the relay and this subscriber's own (`None` until
+        /// both are known). `received_us - capture_us` is the capture-to-arrival
+        /// latency, right however far apart the clocks are.
+        capture_us: Option<u64>,
         /// Frames missing before this one according to the sequence numbers.
         gap: u64,
     },
@@ -73,6 +87,8 @@ pub struct Subscriber {
     last_sequence: Option<u64>,
     lost_since: Option<Instant>,
     pending_delay: Duration,
+    sync: ClockSync,
+    publisher_clock: Option<Clock>,
 }
 
 impl Subscriber {
@@ -90,6 +106,8 @@ impl Subscriber {
             last_sequence: None,
             lost_since: None,
             pending_delay: Duration::ZERO,
+            sync: ClockSync::new(),
+            publisher_clock: None,
         })
     }
 
@@ -101,7 +119,24 @@ impl Subscriber {
                 self.reconnect().await?;
                 continue;
             };
-            let lost = match socket.next().await {
+            let next = if self.config.clock_sync {
+                let now = now_us();
+                let due = self.sync.next_request_at();
+                if now >= due {
+                    let request = self.sync.request(now).to_json();
+                    // A failed send shows up as a failed read next.
+                    let _ = socket.send(Message::Text(request.into())).await;
+                    continue;
+                }
+                let wait = Duration::from_micros(due - now);
+                match tokio::time::timeout(wait, socket.next()).await {
+                    Ok(next) => next,
+                    Err(_) => continue,
+                }
+            } else {
+                socket.next().await
+            };
+            let lost = match next {
                 Some(Ok(Message::Binary(bytes))) => {
                     let received_us = vswa_protocol::timestamp_us(std::time::SystemTime::now());
                     match Frame::decode_bytes(bytes, self.config.max_payload_len) {
@@ -112,9 +147,14 @@ impl Subscriber {
                                 _ => 0,
                             };
                             self.last_sequence = Some(seq);
+                            let capture_us = self.publisher_clock.and_then(|clock| {
+                                self.sync
+                                    .capture_to_local(frame.header().timestamp_us, &clock)
+                            });
                             return Ok(SubscriberEvent::Frame {
                                 frame,
                                 received_us,
+                                capture_us,
                                 gap,
                             });
                         }
@@ -126,10 +166,20 @@ impl Subscriber {
                         self.lost_since = None;
                         return Ok(SubscriberEvent::Hello(hello));
                     }
+                    Ok(ControlMessage::Time(t)) if !t.is_request() => {
+                        self.sync.on_response(&t, now_us());
+                        continue;
+                    }
+                    Ok(ControlMessage::Clock(clock)) => {
+                        self.publisher_clock = Some(clock);
+                        continue;
+                    }
                     Ok(ControlMessage::End(end)) => {
                         if end.reason == EndReason::PublisherLeft {
-                            // A returning publisher starts its sequence again.
+                            // A returning publisher starts its sequence again, and
+                            // may run on another clock.
                             self.last_sequence = None;
+                            self.publisher_clock = None;
                         }
                         return Ok(SubscriberEvent::End(end));
                     }
@@ -156,6 +206,9 @@ impl Subscriber {
                 None => ClientError::Lost("relay closed the connection".into()),
             };
             self.socket = None;
+            // The next connection may be to another relay.
+            self.sync.reset();
+            self.publisher_clock = None;
             let since = *self.lost_since.get_or_insert_with(Instant::now);
             if let Some(limit) = self.config.reconnect_timeout {
                 if since.elapsed() > limit {
@@ -186,10 +239,26 @@ impl Subscriber {
         Ok(())
     }
 
+    /// Relay clock minus this machine's clock, in microseconds, and the round-trip
+    /// time of the exchange it comes from (`None` before the first exchange).
+    pub fn clock(&self) -> Option<(i64, u64)> {
+        Some((self.sync.offset_us()?, self.sync.rtt_us()?))
+    }
+
+    /// The publisher's `clock` as the relay last forwarded it.
+    pub fn publisher_clock(&self) -> Option<Clock> {
+        self.publisher_clock
+    }
+
     /// Closes the connection politely.
     pub async fn close(mut self) {
         if let Some(mut socket) = self.socket.take() {
             let _ = tokio::time::timeout(Duration::from_secs(2), socket.close(None)).await;
         }
     }
+}
+
+/// This machine's clock as a wire timestamp.
+fn now_us() -> u64 {
+    vswa_protocol::timestamp_us(std::time::SystemTime::now())
 }

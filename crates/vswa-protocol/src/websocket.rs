@@ -172,6 +172,50 @@ pub enum FrameError {
     /// Control frames must be final and at most 125 bytes.
     #[error("invalid WebSocket control frame")]
     BadControl,
+    /// A close frame with a 1-byte payload, a status code a peer may not send, or a
+    /// reason that is not UTF-8.
+    #[error("invalid WebSocket close frame")]
+    BadClose,
+    /// A continuation frame with no fragmented message to continue, or a new message
+    /// before the fragmented one ended.
+    #[error("unexpected WebSocket continuation")]
+    BadFragment,
+}
+
+impl FrameError {
+    /// The close code that answers this error (RFC 6455 section 7.4.1): 1009 for a
+    /// frame over the size limit, 1002 (protocol error) for the rest.
+    pub fn close_code(&self) -> u16 {
+        match self {
+            FrameError::TooLarge { .. } => 1009,
+            _ => 1002,
+        }
+    }
+}
+
+/// Whether a peer may send `code` in a close frame (RFC 6455 section 7.4 and the IANA
+/// registry): 1000–1003, 1007–1014 and 3000–4999. 1004–1006 and 1015 are reserved or
+/// only for local use; other codes are unassigned.
+pub fn close_code_allowed(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// Checks a close frame's payload: empty, or a permitted status code and a UTF-8
+/// reason.
+fn check_close(payload: &[u8]) -> Result<(), FrameError> {
+    match payload {
+        [] => Ok(()),
+        [_] => Err(FrameError::BadClose),
+        [hi, lo, reason @ ..] => {
+            if close_code_allowed(u16::from_be_bytes([*hi, *lo]))
+                && std::str::from_utf8(reason).is_ok()
+            {
+                Ok(())
+            } else {
+                Err(FrameError::BadClose)
+            }
+        }
+    }
 }
 
 /// Takes one client frame off the front of `buf`, or `Ok(None)` if more bytes are needed.
@@ -230,11 +274,24 @@ pub fn decode_client(
     for (i, b) in payload.iter_mut().enumerate() {
         *b ^= mask[i & 3];
     }
+    if opcode == Opcode::Close {
+        check_close(&payload)?;
+    }
     Ok(Some(ClientFrame {
         opcode,
         fin,
         payload: payload.freeze(),
     }))
+}
+
+/// Whether a `Sec-WebSocket-Key` is what RFC 6455 (section 4.1) requires: the base64
+/// encoding of 16 bytes.
+pub fn key_is_valid(key: &[u8]) -> bool {
+    use base64::Engine;
+    key.len() == 24
+        && base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .is_ok_and(|k| k.len() == 16)
 }
 
 /// The `Sec-WebSocket-Accept` value for a client's `Sec-WebSocket-Key`.
@@ -288,6 +345,15 @@ mod tests {
     }
 
     #[test]
+    fn keys_must_be_16_bytes_of_base64() {
+        assert!(key_is_valid(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(!key_is_valid(b"dGhlIHNhbXBsZQ=="), "10 bytes");
+        assert!(!key_is_valid(b"dGhlIHNhbXBsZSBub25jZQ"), "no padding");
+        assert!(!key_is_valid(b"!!!!!!!!!!!!!!!!!!!!!!=="), "not base64");
+        assert!(!key_is_valid(b""));
+    }
+
+    #[test]
     fn header_lengths() {
         for (len, hdr) in [(5usize, 2usize), (126, 4), (65535, 4), (65536, 10)] {
             let mut b = BytesMut::new();
@@ -314,5 +380,54 @@ mod tests {
             decode_client(&mut big, 10),
             Err(FrameError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn close_frames_are_checked() {
+        for (payload, ok) in [
+            (&b""[..], true),
+            (&[0x03, 0xe8][..], true),              // 1000
+            (&[0x03, 0xe8, b'o', b'k'][..], true),  // 1000 "ok"
+            (&[0x0f, 0xa0][..], true),              // 4000
+            (&[0x03][..], false),                   // one byte
+            (&[0x03, 0xed][..], false),             // 1005, local only
+            (&[0x03, 0xee][..], false),             // 1006, local only
+            (&[0x00, 0x00][..], false),             // 0
+            (&[0x13, 0x88][..], false),             // 5000
+            (&[0x03, 0xe8, 0xff, 0xfe][..], false), // reason not UTF-8
+        ] {
+            let mut buf = masked(0x8, payload);
+            let got = decode_client(&mut buf, 100);
+            assert_eq!(got.is_ok(), ok, "{payload:?}: {got:?}");
+            if !ok {
+                assert_eq!(got.unwrap_err().close_code(), 1002);
+            }
+        }
+        assert_eq!(FrameError::TooLarge { len: 9, max: 1 }.close_code(), 1009);
+    }
+
+    #[test]
+    fn protocol_violations_are_errors() {
+        let mut rsv = masked(0x2, b"x");
+        rsv[0] |= 0x40;
+        assert_eq!(decode_client(&mut rsv, 100), Err(FrameError::ReservedBits));
+        let mut reserved = masked(0x3, b"x");
+        assert_eq!(
+            decode_client(&mut reserved, 100),
+            Err(FrameError::BadOpcode(3))
+        );
+        let mut fragmented_ping = masked(0x9, b"x");
+        fragmented_ping[0] &= 0x7f;
+        assert_eq!(
+            decode_client(&mut fragmented_ping, 100),
+            Err(FrameError::BadControl)
+        );
+        let mut long_ping = BytesMut::new();
+        put_client_header(&mut long_ping, 0x9, 126);
+        long_ping.extend_from_slice(&[0u8; 126]);
+        assert_eq!(
+            decode_client(&mut long_ping, 1000),
+            Err(FrameError::BadControl)
+        );
     }
 }

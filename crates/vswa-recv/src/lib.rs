@@ -80,6 +80,7 @@ impl RecvError {
                 RecvError::Unreachable { error: e, waited }
             }
             ClientError::Unauthorized(_)
+            | ClientError::Certificate { .. }
             | ClientError::Refused { .. }
             | ClientError::Server { .. } => RecvError::Refused(e),
         }
@@ -137,7 +138,10 @@ impl RecvConfig {
         match stream_route(&url) {
             Some((Role::Watch, Ok(_))) => {}
             Some((Role::Watch, Err(e))) => {
-                return Err(RecvError::Usage(format!("--url {:?}: {e}", self.url)))
+                return Err(RecvError::Usage(format!(
+                    "--url {:?}: {e}",
+                    vswa_client::connect::redact_url(&self.url)
+                )))
             }
             Some((Role::Publish, _)) => {
                 return Err(RecvError::Usage(format!(
@@ -300,9 +304,13 @@ pub async fn run(
                     }
                     connected_once = true;
                 }
-                Some(Ok(SubscriberEvent::Frame { frame, received_us, gap })) => {
+                Some(Ok(SubscriberEvent::Frame { frame, received_us, capture_us, gap })) => {
                     let h = frame.header();
-                    let latency_us = stats::latency_us(received_us, h.timestamp_us);
+                    // Capture time on this clock once synchronised, else as stamped.
+                    let latency_us = stats::latency_us(received_us, capture_us.unwrap_or(h.timestamp_us));
+                    if capture_us.is_some() {
+                        stats.clock_synced();
+                    }
                     let placeholder = h.flags.contains(Flags::PLACEHOLDER);
                     let len = frame.payload().len();
                     stats.frame(Instant::now(), h.sequence, len, latency_us, gap, placeholder);

@@ -177,9 +177,13 @@ pub struct Summary {
     /// Average payload bitrate over the same span, in kbit/s.
     pub kbit_per_s: f64,
     /// Capture-to-receive latency percentiles over the whole run (from a bounded
-    /// sample); `null` without frames or when every frame was clock skew. Assumes
-    /// sender and receiver clocks agree to well within an hour.
+    /// sample); `null` without frames or when every frame was clock skew. Corrected
+    /// for the clock offsets of publisher and receiver to the relay (the `time` and
+    /// `clock` exchange) for the frames counted in `clock_synced_frames`; the others
+    /// assume the two clocks agree.
     pub latency_ms: Option<Latency>,
+    /// Frames whose latency is corrected by clock synchronisation.
+    pub clock_synced_frames: u64,
     /// Frames stamped more than [`MAX_LATENCY_US`] from the receiver's clock, left out
     /// of `latency_ms`.
     pub clock_skew_frames: u64,
@@ -205,6 +209,9 @@ impl Summary {
             Some(l) => format!("latency p50 {:.1} ms p99 {:.1} ms", l.p50, l.p99),
             None => "latency n/a".to_string(),
         };
+        if self.latency_ms.is_some() && self.clock_synced_frames > 0 {
+            latency.push_str(" (clock-synced)");
+        }
         if self.clock_skew_frames > 0 {
             latency.push_str(&format!(
                 " (clock skew on {} frames, stamped over 1 h off)",
@@ -242,6 +249,7 @@ pub struct Stats {
     /// Frames whose latency was clock skew, and whether the newest one's was.
     clock_skew_frames: u64,
     newest_skewed: bool,
+    clock_synced_frames: u64,
     reservoir: Reservoir,
     recent: Recent,
     window_start: Instant,
@@ -265,6 +273,7 @@ impl Stats {
             last_frame_at: None,
             clock_skew_frames: 0,
             newest_skewed: false,
+            clock_synced_frames: 0,
             reservoir: Reservoir::default(),
             recent: Recent::default(),
             window_start: now,
@@ -324,6 +333,11 @@ impl Stats {
         self.frames
     }
 
+    /// Notes that the latest frame's latency was corrected by clock synchronisation.
+    pub fn clock_synced(&mut self) {
+        self.clock_synced_frames = self.clock_synced_frames.saturating_add(1);
+    }
+
     /// The live status line: rates since the previous call, recent latency, totals.
     pub fn status_line(&mut self, now: Instant) -> String {
         let secs = now
@@ -369,6 +383,7 @@ impl Stats {
             kbit_per_s: round3(kbit_per_s),
             latency_ms: Latency::from_micros(self.reservoir.samples()),
             clock_skew_frames: self.clock_skew_frames,
+            clock_synced_frames: self.clock_synced_frames,
             drops: self.drops,
             placeholders: self.placeholders,
             reconnects: self.reconnects,

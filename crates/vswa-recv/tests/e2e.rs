@@ -324,7 +324,7 @@ fn reconnects_after_the_relay_restarts() {
 /// Each refusal: its own exit code and one clear line, no panic.
 #[test]
 fn refusals_exit_non_zero_with_one_clear_line() {
-    let relay = Relay::start(&["--demo", "--demo-size", "64x48", "--view-token", "sesame"]);
+    let relay = Relay::start(&["--demo", "--demo-size", "64x48", "--watch-token", "sesame"]);
     let url = relay.watch_url("demo");
     let check = |args: &[&str], code: i32, needle: &str| {
         let done = run_recv(args, Duration::from_secs(30));
@@ -442,7 +442,9 @@ fn hostile_sequence_numbers_and_timestamps_are_survived() {
     use vswa_client::{Publisher, PublisherConfig};
     use vswa_protocol::{Frame, FrameHeader};
 
-    let relay = Relay::start(&[]);
+    // No latency ceiling: frames stamped hours off must reach vswa-recv, not be skipped
+    // by the relay as late (the publisher's clock sync puts their age at hours).
+    let relay = Relay::start(&["--max-latency", "0"]);
     let jpeg = {
         let image =
             vswa_codec::Image::new(vswa_codec::PixelFormat::Gray8, 16, 8, vec![128; 128]).unwrap();

@@ -59,9 +59,16 @@ pub struct Args {
     #[arg(long, env = "VSWA_PUBLISH_TOKEN", hide_env_values = true)]
     publish_token: Option<String>,
 
-    /// Token viewers must present (WebSocket, MJPEG and snapshots).
-    #[arg(long, env = "VSWA_VIEW_TOKEN", hide_env_values = true)]
-    view_token: Option<String>,
+    /// Token viewers must present (WebSocket, MJPEG and snapshots): the shared token of
+    /// the `watch` role, as `--publish-token` is of `publish`. `--view-token` and
+    /// VSWA_VIEW_TOKEN, its older names, still work.
+    #[arg(
+        long,
+        visible_alias = "view-token",
+        env = "VSWA_WATCH_TOKEN",
+        hide_env_values = true
+    )]
+    watch_token: Option<String>,
 
     /// Secret that verifies scoped tokens (see `vswa-relay token`). When set, publishing
     /// and watching both need a token: the role's shared token or a scoped one.
@@ -270,7 +277,11 @@ impl Args {
                 max_gop_bytes: self.max_gop_bytes,
             },
             publish_token: self.publish_token.clone().filter(|t| !t.is_empty()),
-            view_token: self.view_token.clone().filter(|t| !t.is_empty()),
+            watch_token: self
+                .watch_token
+                .clone()
+                .or_else(|| std::env::var("VSWA_VIEW_TOKEN").ok())
+                .filter(|t| !t.is_empty()),
             token_secret: self.token_secret.clone().filter(|t| !t.is_empty()),
             tls: match (&self.tls_cert, &self.tls_key) {
                 (Some(cert), Some(key)) => Some(TlsFiles {
@@ -319,5 +330,13 @@ mod tests {
         let err = Args::try_parse_from(["vswa-relay", "--demo-fps", "10"]).unwrap_err();
         assert!(err.to_string().contains("--demo"), "{err}");
         assert!(Args::try_parse_from(["vswa-relay", "--demo", "--demo-fps", "10"]).is_ok());
+    }
+
+    #[test]
+    fn watch_token_has_the_role_name_and_the_old_one_still_works() {
+        for flag in ["--watch-token", "--view-token"] {
+            let args = Args::try_parse_from(["vswa-relay", flag, "w1"]).unwrap();
+            assert_eq!(args.watch_token.as_deref(), Some("w1"), "{flag}");
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! Who may publish or watch: shared tokens (`--publish-token`, `--view-token`) compared
+//! Who may publish or watch: shared tokens (`--publish-token`, `--watch-token`) compared
 //! in constant time, and scoped signed tokens (JWT, HS256, `--token-secret`) that name a
 //! stream or stream prefix, a role and an expiry. Both arrive as
 //! `Authorization: Bearer T` or `?token=T`.

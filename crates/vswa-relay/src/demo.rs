@@ -41,7 +41,7 @@ impl DemoConfig {
                 width: self.width,
                 height: self.height,
                 fps: Some(self.fps),
-                loop_replay: false,
+                ..SourceConfig::default()
             },
             encode: EncodeOptions::default(),
             encode_threads: 1,

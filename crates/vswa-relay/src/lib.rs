@@ -70,7 +70,7 @@ pub struct RelayConfig {
     /// Token publishers must present (`None`: anyone may publish).
     pub publish_token: Option<String>,
     /// Token viewers must present (`None`: anyone may watch, unless `token_secret` is set).
-    pub view_token: Option<String>,
+    pub watch_token: Option<String>,
     /// Secret that verifies scoped tokens (JWT HS256 naming stream, role and expiry).
     /// When set, both roles need a token: the role's shared token or a scoped one.
     pub token_secret: Option<String>,
@@ -110,7 +110,7 @@ impl Default for RelayConfig {
             demo: None,
             hub: HubConfig::default(),
             publish_token: None,
-            view_token: None,
+            watch_token: None,
             token_secret: None,
             tls: None,
             handshake_timeout: Duration::from_secs(10),

@@ -142,7 +142,7 @@ fn authorize(
 ) -> Result<(), Response> {
     let shared = match role {
         auth::TokenRole::Publish => state.config.publish_token.as_deref(),
-        auth::TokenRole::Watch => state.config.view_token.as_deref(),
+        auth::TokenRole::Watch => state.config.watch_token.as_deref(),
     };
     let presented = auth::presented_token(headers, query.token.as_deref());
     let denied = match auth::check(
@@ -167,6 +167,39 @@ fn authorize(
     Err(resp)
 }
 
+/// Checks a WebSocket opening handshake (RFC 6455 section 4.2.1) the same way for both
+/// routes: `GET`, `Upgrade: websocket`, `Connection: Upgrade`, `Sec-WebSocket-Version:
+/// 13` and a key of 16 bytes in base64. `Err` is the 400 response saying what is wrong.
+fn check_upgrade(method: &http::Method, headers: &HeaderMap) -> Result<HeaderValue, Response> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    let problem = if method != http::Method::GET {
+        format!("a WebSocket upgrade is a GET request, not {method}")
+    } else if !has_token(header::UPGRADE, "websocket") {
+        "this route needs a WebSocket upgrade (Upgrade: websocket)".to_string()
+    } else if !has_token(header::CONNECTION, "upgrade") {
+        "a WebSocket upgrade needs Connection: Upgrade".to_string()
+    } else if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        "this relay speaks WebSocket version 13 (Sec-WebSocket-Version: 13)".to_string()
+    } else {
+        match headers.get(header::SEC_WEBSOCKET_KEY) {
+            Some(key) if vswa_protocol::websocket::key_is_valid(key.as_bytes()) => {
+                return Ok(key.clone())
+            }
+            _ => "Sec-WebSocket-Key must be 16 bytes in base64".to_string(),
+        }
+    };
+    metrics::counter!("vswa_rejected_total", "reason" => "bad_upgrade").increment(1);
+    Err(text(StatusCode::BAD_REQUEST, problem))
+}
+
 fn conn_info(req_ext: &http::Extensions) -> Option<ConnInfo> {
     req_ext.get::<ConnInfo>().cloned()
 }
@@ -183,6 +216,9 @@ async fn ws_publish(
         Err(resp) => return resp,
     };
     if let Err(resp) = authorize(&state, auth::TokenRole::Publish, &name, &headers, &query) {
+        return resp;
+    }
+    if let Err(resp) = check_upgrade(req.method(), &headers) {
         return resp;
     }
     let info = conn_info(req.extensions());
@@ -232,19 +268,9 @@ async fn ws_watch(
     if let Err(resp) = authorize(&state, auth::TokenRole::Watch, &name, &headers, &query) {
         return resp;
     }
-    let is_upgrade = headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    let key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
-    let version_ok = headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .is_some_and(|v| v.as_bytes() == b"13");
-    let (Some(key), true, true) = (key, is_upgrade, version_ok) else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "this route needs a WebSocket upgrade (Upgrade: websocket, Sec-WebSocket-Version: 13)",
-        );
+    let key = match check_upgrade(req.method(), &headers) {
+        Ok(key) => key,
+        Err(resp) => return resp,
     };
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return text(StatusCode::BAD_REQUEST, "connection cannot be upgraded");

@@ -1,5 +1,6 @@
 //! WebSocket sessions after the upgrade: one publisher per stream, many viewers.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,17 +95,32 @@ pub(crate) async fn publisher(
                 let received_us = now_us();
                 deadline = tokio::time::Instant::now() + idle;
                 match msg {
-                    None | Some(Ok(Message::Close(_))) => break,
+                    None => break,
+                    Some(Ok(Message::Close(_))) => {
+                        // tungstenite queued the answering close (1002 for a code a
+                        // peer may not send); write it before dropping the socket.
+                        let _ = tokio::time::timeout(Duration::from_secs(2), futures_util::SinkExt::flush(&mut socket)).await;
+                        break;
+                    }
                     Some(Err(e)) => {
-                        let text = e.to_string();
-                        if is_message_too_long(e) {
-                            let msg = format!(
-                                "message exceeds the relay's limit of {} payload bytes",
-                                state.config.hub.max_payload_len
-                            );
-                            refuse_publisher(&mut socket, ErrorCode::FrameTooLarge, msg).await;
-                        } else {
-                            tracing::debug!(stream = %name, "publisher socket error: {text}");
+                        match SocketFailure::of(e) {
+                            SocketFailure::TooLong => {
+                                let msg = format!(
+                                    "message exceeds the relay's limit of {} payload bytes",
+                                    state.config.hub.max_payload_len
+                                );
+                                refuse_publisher(&mut socket, ErrorCode::FrameTooLarge, msg).await;
+                            }
+                            SocketFailure::Violation(code, text) => {
+                                tracing::debug!(stream = %name, "publisher broke the WebSocket protocol: {text}");
+                                let reason: String = text.chars().take(100).collect();
+                                let _ = socket
+                                    .send(Message::Close(Some(CloseFrame { code, reason: reason.into() })))
+                                    .await;
+                            }
+                            SocketFailure::Other(text) => {
+                                tracing::debug!(stream = %name, "publisher socket error: {text}");
+                            }
                         }
                         break;
                     }
@@ -170,14 +186,35 @@ pub(crate) async fn publisher(
     }
 }
 
-/// Whether a publisher socket failed because a message was over the size limit (axum
-/// wraps tungstenite's error; decided from the error's type, not its text).
-fn is_message_too_long(e: axum::Error) -> bool {
-    use tokio_tungstenite::tungstenite::error::{CapacityError, Error};
-    matches!(
-        e.into_inner().downcast_ref::<Error>(),
-        Some(Error::Capacity(CapacityError::MessageTooLong { .. }))
-    )
+/// Why a publisher's socket failed, decided from the error's type (axum wraps
+/// tungstenite's error), not its text.
+enum SocketFailure {
+    /// A message over the size limit.
+    TooLong,
+    /// The peer broke RFC 6455: close with this code (1002, or 1007 for text that is
+    /// not UTF-8) and reason.
+    Violation(u16, String),
+    /// The connection failed (reset, timed out, ...): nothing more to send.
+    Other(String),
+}
+
+impl SocketFailure {
+    fn of(e: axum::Error) -> SocketFailure {
+        use tokio_tungstenite::tungstenite::error::{CapacityError, Error};
+        let text = e.to_string();
+        match e.into_inner().downcast_ref::<Error>() {
+            Some(Error::Capacity(CapacityError::MessageTooLong { .. })) => SocketFailure::TooLong,
+            // The peer hung up without a close frame: nobody to tell.
+            Some(Error::Protocol(
+                tokio_tungstenite::tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+            )) => SocketFailure::Other(text),
+            Some(Error::Protocol(p)) => SocketFailure::Violation(1002, p.to_string()),
+            Some(Error::Utf8(_)) => {
+                SocketFailure::Violation(1007, "text message is not UTF-8".into())
+            }
+            _ => SocketFailure::Other(text),
+        }
+    }
 }
 
 /// Events the viewer's reader half passes to its writer half.
@@ -189,7 +226,13 @@ enum Inbound {
         received_us: u64,
     },
     Close,
+    /// The viewer broke the WebSocket protocol (RFC 6455): close with 1002 (or 1009).
+    Violation(ws::FrameError),
 }
+
+/// How a viewer session ends: with a close frame (code and reason), or by dropping the
+/// connection when the socket is beyond writing to.
+type CloseWith = Option<(u16, Cow<'static, str>)>;
 
 /// The relay's clock as a wire timestamp.
 fn now_us() -> u64 {
@@ -296,7 +339,7 @@ pub(crate) async fn viewer<S>(
     let max_latency = state.config.max_latency;
     let lag_seconds = metrics::histogram!("vswa_viewer_lag_seconds", "stream" => name.to_string());
     let bytes_out = metrics::counter!("vswa_bytes_out_total");
-    let close = loop {
+    let close: CloseWith = loop {
         let grace_sleep = async {
             match grace {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -319,7 +362,8 @@ pub(crate) async fn viewer<S>(
                         }
                     }
                 }
-                Some(Inbound::Close) => break Some((1000, "bye")),
+                Some(Inbound::Close) => break Some((1000, "bye".into())),
+                Some(Inbound::Violation(e)) => break Some((e.close_code(), e.to_string().into())),
                 None => break None,
             },
             item = handle.next() => match item {
@@ -334,16 +378,20 @@ pub(crate) async fn viewer<S>(
                     }
                     handle.stats().record_lag(age);
                     lag_seconds.record(age.as_secs_f64());
-                    match tokio::time::timeout(stall, wr.write_all(&out.ws)).await {
+                    let mut written = 0;
+                    match tokio::time::timeout(stall, write_counted(&mut wr, &out.ws, &mut written)).await {
                         Ok(Ok(())) => {
                             handle.stats().record_sent(out.ws.len());
                             frames_out.increment(1);
                             bytes_out.increment(out.ws.len() as u64);
                         }
-                        Ok(Err(_)) => break None,
-                        Err(_) => {
-                            tracing::info!(stream = %name, "viewer stalled for {} s; disconnecting", stall.as_secs());
+                        Ok(Err(e)) if e.kind() != std::io::ErrorKind::TimedOut => break None,
+                        // Over the stall timeout, by this timer or by the connection's
+                        // write deadline.
+                        Ok(Err(_)) | Err(_) => {
+                            tracing::info!(stream = %name, "viewer stalled for {} s; disconnecting", stall.as_secs_f64());
                             metrics::counter!("vswa_rejected_total", "reason" => "stalled").increment(1);
+                            close_stalled(&mut wr, &out.ws[written..], stall).await;
                             break None;
                         }
                     }
@@ -361,7 +409,9 @@ pub(crate) async fn viewer<S>(
                         EndReason::PublisherLeft => {
                             grace = Some(tokio::time::Instant::now() + state.config.end_grace);
                         }
-                        _ => break Some((1000, "relay shutting down")),
+                        // `end` with `shutdown` is the shutting-down notice; the
+                        // close code is `shutting_down`'s.
+                        _ => break Some((ErrorCode::ShuttingDown.close_code(), "relay shutting down".into())),
                     }
                 }
             },
@@ -383,7 +433,7 @@ pub(crate) async fn viewer<S>(
                 "the publisher did not return"
             } else {
                 "no publisher came"
-            })),
+            }.into())),
             _ = ping.tick() => {
                 let silent = started.elapsed().as_millis() as u64 - last_seen.load(Ordering::Relaxed);
                 if silent > 3 * ping_every.as_millis() as u64 {
@@ -398,12 +448,50 @@ pub(crate) async fn viewer<S>(
     };
     if let Some((code, reason)) = close {
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            let _ = wr.write_all(&ws::close(code, reason)).await;
+            let _ = wr.write_all(&ws::close(code, &reason)).await;
             let _ = wr.shutdown().await;
         })
         .await;
     }
     reader.abort();
+}
+
+/// Writes `buf`, counting in `written` the bytes the socket took (so a write cut off by
+/// a timeout knows where the frame stopped).
+async fn write_counted<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    buf: &[u8],
+    written: &mut usize,
+) -> std::io::Result<()> {
+    while *written < buf.len() {
+        match wr.write(&buf[*written..]).await? {
+            0 => return Err(std::io::ErrorKind::WriteZero.into()),
+            n => *written += n,
+        }
+    }
+    Ok(())
+}
+
+/// How long a stalled viewer's socket gets to take the rest of its current frame, the
+/// `stalled` error and the close frame before the relay drops the connection.
+const STALLED_CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// Ends a stalled viewer the documented way when its socket still takes data: the rest
+/// of the frame it was cut off in (`rest`), `error` `stalled`, close 4408. Bounded by
+/// [`STALLED_CLOSE_WAIT`]; past it the caller drops the connection.
+async fn close_stalled<W: AsyncWrite + Unpin>(wr: &mut W, rest: &[u8], stall: Duration) {
+    let code = ErrorCode::Stalled;
+    let message = format!("viewer read nothing for {} s", stall.as_secs_f64());
+    let error = ControlMessage::error(code, message.clone()).to_json();
+    let _ = tokio::time::timeout(STALLED_CLOSE_WAIT, async {
+        wr.write_all(rest).await?;
+        wr.write_all(&ws::encode(Opcode::Text, error.as_bytes()))
+            .await?;
+        wr.write_all(&ws::close(code.close_code(), &message))
+            .await?;
+        wr.shutdown().await
+    })
+    .await;
 }
 
 /// Reads what a viewer sends: answers pings, notices close, ignores the rest.
@@ -416,6 +504,8 @@ async fn read_viewer<R>(
     R: AsyncRead + Unpin,
 {
     let mut buf = BytesMut::with_capacity(4096);
+    // Inside a fragmented text or binary message (its fragments are ignored).
+    let mut in_message = false;
     loop {
         match rd.read_buf(&mut buf).await {
             Ok(0) | Err(_) => {
@@ -428,6 +518,16 @@ async fn read_viewer<R>(
         loop {
             match ws::decode_client(&mut buf, 64 * 1024) {
                 Ok(Some(frame)) => match frame.opcode {
+                    Opcode::Continuation | Opcode::Text | Opcode::Binary
+                        if (frame.opcode == Opcode::Continuation) != in_message =>
+                    {
+                        let _ = tx
+                            .send(Inbound::Violation(ws::FrameError::BadFragment))
+                            .await;
+                        return;
+                    }
+                    Opcode::Continuation | Opcode::Binary => in_message = !frame.fin,
+                    Opcode::Text if !frame.fin => in_message = true,
                     Opcode::Ping => {
                         let _ = tx.send(Inbound::Ping(frame.payload)).await;
                     }
@@ -452,12 +552,12 @@ async fn read_viewer<R>(
                             }
                         }
                     }
-                    _ => {}
+                    Opcode::Pong => {}
                 },
                 Ok(None) => break,
                 Err(e) => {
                     tracing::debug!("viewer sent invalid WebSocket data: {e}");
-                    let _ = tx.send(Inbound::Close).await;
+                    let _ = tx.send(Inbound::Violation(e)).await;
                     return;
                 }
             }

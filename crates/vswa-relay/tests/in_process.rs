@@ -431,7 +431,7 @@ async fn shutdown_ends_viewers_refuses_publishers_and_serve_returns() {
         assert_eq!(end["stream"], stream, "{end}");
         assert_eq!(
             next_close(ws).await,
-            Some((1000, "relay shutting down".to_string())),
+            Some((1001, "relay shutting down".to_string())),
             "{stream}"
         );
     }
@@ -1559,4 +1559,293 @@ async fn frames_older_than_max_latency_are_never_written() {
     let v = &info.viewer_details[0];
     assert_eq!((v.late, v.frames_sent), (1, 2), "{v:?}");
     assert_eq!(v.lag.lt_50ms + v.lag.lt_100ms + v.lag.lt_250ms, 2, "{v:?}");
+}
+
+/// Issue 16: WebSocket protocol violations (RFC 6455) close with 1002, on both routes,
+/// not with 1000 "bye"; a frame over the viewer's read limit closes with 1009.
+#[tokio::test]
+async fn protocol_violations_close_with_1002_on_both_routes() {
+    use common::{client_frame, client_frame_header};
+    let relay = start(RelayConfig {
+        ping_interval: NEVER,
+        ..Default::default()
+    })
+    .await;
+    let unmasked = vec![0x81, 0x02, b'h', b'i'];
+    let mut rsv = client_frame(0x1, b"{}");
+    rsv[0] |= 0x40;
+    let mut fragmented_ping = client_frame(0x9, b"x");
+    fragmented_ping[0] &= 0x7f;
+    let mut long_ping = client_frame_header(0x9, 126);
+    long_ping.extend_from_slice(&[0u8; 126]);
+    let mut text_inside_fragment = client_frame(0x2, b"a");
+    text_inside_fragment[0] &= 0x7f;
+    text_inside_fragment.extend_from_slice(&client_frame(0x1, b"{}"));
+    let cases: &[(&str, Vec<u8>)] = &[
+        ("unmasked frame", unmasked),
+        ("RSV1 set", rsv),
+        ("reserved data opcode 0x3", client_frame(0x3, b"x")),
+        ("reserved control opcode 0xB", client_frame(0xB, b"")),
+        ("fragmented ping", fragmented_ping),
+        ("126-byte ping", long_ping),
+        ("close code 1005", client_frame(0x8, &1005u16.to_be_bytes())),
+        ("close code 999", client_frame(0x8, &999u16.to_be_bytes())),
+        ("one-byte close", client_frame(0x8, &[3])),
+        ("continuation without a message", client_frame(0x0, b"x")),
+        ("new message inside a fragmented one", text_inside_fragment),
+    ];
+    for route in ["/ws/watch/pv", "/ws/publish/pv"] {
+        for (what, bytes) in cases {
+            let mut ws = raw_ws(relay.port(), route).await;
+            assert!(ws.next_control("hello", LIMIT).await.is_some(), "{route}");
+            ws.tcp.write_all(bytes).await.unwrap();
+            assert_eq!(
+                ws.close_code(LIMIT).await,
+                Some(1002),
+                "{route}: {what} should close with 1002"
+            );
+        }
+    }
+    // A well-formed close still gets a normal close back.
+    let mut ws = raw_ws(relay.port(), "/ws/watch/pv").await;
+    ws.tcp
+        .write_all(&client_frame(0x8, &1000u16.to_be_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(ws.close_code(LIMIT).await, Some(1000));
+    // A viewer frame over the relay's 64 KiB read limit is "too big", 1009.
+    let mut ws = raw_ws(relay.port(), "/ws/watch/pv").await;
+    ws.tcp
+        .write_all(&client_frame_header(0x1, 1 << 20))
+        .await
+        .unwrap();
+    assert_eq!(ws.close_code(LIMIT).await, Some(1009));
+}
+
+/// Issue 16: `/ws/watch` refuses what `/ws/publish` refuses: no `Connection: Upgrade`,
+/// `HEAD`, a key that is not 16 bytes of base64, a wrong version; each a 400 that says
+/// what is wrong.
+#[tokio::test]
+async fn both_websocket_routes_refuse_a_bad_handshake_with_400() {
+    let relay = start(RelayConfig::default()).await;
+    let good: Vec<(&str, &str)> = UPGRADE.to_vec();
+    let without = |name: &str| -> Vec<(&str, &str)> {
+        good.iter().copied().filter(|(n, _)| *n != name).collect()
+    };
+    let with = |name: &'static str, value: &'static str| -> Vec<(&str, &str)> {
+        let mut h = without(name);
+        h.push((name, value));
+        h
+    };
+    type Headers<'a> = Vec<(&'a str, &'a str)>;
+    // (method, what is wrong, headers, what the answer says)
+    let cases: Vec<(&str, &str, Headers<'_>, &str)> = vec![
+        (
+            "GET",
+            "no Connection header",
+            without("Connection"),
+            "Connection: Upgrade",
+        ),
+        (
+            "GET",
+            "Connection: keep-alive",
+            with("Connection", "keep-alive"),
+            "Connection: Upgrade",
+        ),
+        (
+            "GET",
+            "short key",
+            with("Sec-WebSocket-Key", "c2hvcnQ="),
+            "16 bytes",
+        ),
+        (
+            "GET",
+            "key not base64",
+            with("Sec-WebSocket-Key", "!!!!!!!!!!!!!!!!!!!!!!=="),
+            "16 bytes",
+        ),
+        ("GET", "no key", without("Sec-WebSocket-Key"), "16 bytes"),
+        (
+            "GET",
+            "version 8",
+            with("Sec-WebSocket-Version", "8"),
+            "version 13",
+        ),
+        (
+            "GET",
+            "no Upgrade header",
+            without("Upgrade"),
+            "Upgrade: websocket",
+        ),
+        ("HEAD", "HEAD", good.clone(), ""),
+    ];
+    for path in ["/ws/watch/hs", "/ws/publish/hs"] {
+        for (method, what, headers, says) in &cases {
+            let mut tcp = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+            let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n");
+            for (n, v) in headers {
+                req.push_str(&format!("{n}: {v}\r\n"));
+            }
+            req.push_str("\r\n");
+            tcp.write_all(req.as_bytes()).await.unwrap();
+            let mut answer = Vec::new();
+            let _ = tokio::time::timeout(secs(5.0), async {
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = tcp.read(&mut chunk).await {
+                    if n == 0 {
+                        break;
+                    }
+                    answer.extend_from_slice(&chunk[..n]);
+                    if String::from_utf8_lossy(&answer).contains("\r\n\r\n") {
+                        // Head and (for GET) the one-line body.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        if let Ok(Ok(n)) =
+                            tokio::time::timeout(Duration::from_millis(50), tcp.read(&mut chunk))
+                                .await
+                        {
+                            answer.extend_from_slice(&chunk[..n]);
+                        }
+                        break;
+                    }
+                }
+            })
+            .await;
+            let answer = String::from_utf8_lossy(&answer).into_owned();
+            assert!(
+                answer.starts_with("HTTP/1.1 400"),
+                "{method} {path} with {what}: {answer}"
+            );
+            assert!(
+                answer.contains(says),
+                "{method} {path} with {what}: {answer}"
+            );
+        }
+    }
+    // The good handshake still upgrades on both.
+    for path in ["/ws/watch/hs", "/ws/publish/hs"] {
+        let mut ws = raw_ws(relay.port(), path).await;
+        assert!(ws.next_control("hello", LIMIT).await.is_some(), "{path}");
+    }
+}
+
+/// Issue 16: a viewer whose socket takes nothing for `stall_timeout` gets the rest of
+/// the frame it was cut off in, `error` `stalled` and close 4408, when its socket
+/// takes them within a second; the relay drops it otherwise (the test above).
+#[tokio::test(start_paused = true)]
+async fn stalled_viewer_that_reads_again_gets_stalled_and_4408() {
+    let stall = secs(2.0);
+    let relay = start(RelayConfig {
+        stall_timeout: stall,
+        ping_interval: NEVER,
+        max_latency: Duration::ZERO,
+        ..Default::default()
+    })
+    .await;
+    // A normal receive window: when the viewer reads again, what the kernels buffered
+    // comes in large reads, well inside the relay's last second.
+    let mut tcp = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let mut req = String::from("GET /ws/watch/sv HTTP/1.1\r\nHost: x\r\n");
+    for (n, v) in UPGRADE {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    // The response head, a byte at a time, so nothing after it is consumed here.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        assert_eq!(tcp.read(&mut b).await.unwrap(), 1);
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let mut viewer = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp),
+        tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await;
+    let mut publisher = relay.publisher("sv").await;
+    relay
+        .wait_until("the viewer is registered", |_| {
+            relay
+                .info("sv")
+                .is_some_and(|i| viewer_at(&i, port).is_some())
+        })
+        .await;
+    // Frames at 20 fps until the viewer's write is seen stuck, 0.5–0.55 s after it
+    // blocked; then 1.7 s more: past the stall (2 s after blocking) and early in the
+    // 1 s the relay then gives the socket.
+    let mut watch = StuckWatch::default();
+    for seq in 0.. {
+        assert!(seq < 600, "the viewer never got stuck");
+        publisher
+            .send(Message::Binary(jpeg_frame_message(seq, BIG)))
+            .await
+            .unwrap();
+        tokio::time::sleep(secs(0.05)).await;
+        let info = relay.info("sv").unwrap();
+        if watch.stuck(viewer_at(&info, port).expect("viewer still there")) {
+            break;
+        }
+    }
+    tokio::time::sleep(secs(1.7)).await;
+    let mut error = None;
+    let close = loop {
+        match tokio::time::timeout(LIMIT, viewer.next())
+            .await
+            .expect("in time")
+        {
+            Some(Ok(Message::Text(t))) => {
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "error" {
+                    error = Some(v);
+                }
+            }
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    let error = error.expect("an error message before the close");
+    assert_eq!(error["code"], "stalled", "{error}");
+    assert_eq!(close, Some(4408));
+}
+
+/// Issue 16: `end` once when a publisher sends END_OF_STREAM and then leaves.
+#[tokio::test(start_paused = true)]
+async fn end_of_stream_then_close_sends_end_once() {
+    let relay = start(RelayConfig {
+        ping_interval: NEVER,
+        end_grace: secs(5.0),
+        ..Default::default()
+    })
+    .await;
+    let mut viewer = relay.viewer("eos").await;
+    let mut publisher = relay.publisher("eos").await;
+    publisher
+        .send(Message::Binary(jpeg_frame_message(0, 100)))
+        .await
+        .unwrap();
+    let mut eos = vswa_protocol::FrameHeader::jpeg(1, 2, 16, 8);
+    eos.flags.set(vswa_protocol::Flags::END_OF_STREAM, true);
+    publisher
+        .send(Message::Binary(Frame::new(eos, Bytes::new()).to_bytes()))
+        .await
+        .unwrap();
+    publisher.close(None).await.unwrap();
+    drop(publisher);
+    let mut ends = 0;
+    loop {
+        match tokio::time::timeout(LIMIT, viewer.next())
+            .await
+            .expect("in time")
+        {
+            Some(Ok(Message::Text(t))) if t.as_str().contains("\"end\"") => ends += 1,
+            Some(Ok(Message::Close(_))) | None => break,
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("{e}"),
+        }
+    }
+    assert_eq!(ends, 1, "end was sent {ends} times");
 }

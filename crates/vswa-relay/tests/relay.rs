@@ -226,7 +226,7 @@ async fn tokens_are_checked_before_upgrade() {
         "--demo",
         "--publish-token",
         "pub-secret",
-        "--view-token",
+        "--watch-token",
         "view-secret",
     ]);
     wait_for_frame(&relay, "demo?token=view-secret").await;
@@ -465,7 +465,7 @@ async fn mjpeg_snapshot_and_stats() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_ends_viewers_with_end_and_normal_close() {
+async fn sigterm_ends_viewers_with_end_and_going_away_close() {
     let mut relay = Relay::start(&["--demo", "--demo-size", "64x48"]);
     let (mut ws, _) = tokio_tungstenite::connect_async(relay.ws("/ws/watch/demo"))
         .await
@@ -478,7 +478,7 @@ async fn sigterm_ends_viewers_with_end_and_normal_close() {
     let end = next_control(&mut ws).await.expect("end message");
     assert_eq!(end["type"], "end");
     assert_eq!(end["reason"], "shutdown");
-    assert_eq!(close_code(&mut ws).await, Some(1000));
+    assert_eq!(close_code(&mut ws).await, Some(1001));
     let (status, _relay) = status.await.unwrap();
     assert!(status.expect("relay exited").success());
 }
@@ -625,4 +625,50 @@ fn vswa_send_bad_options_are_one_clear_line() {
         assert!(last.contains(expect), "{args:?}: {last}");
         assert_eq!(last.matches(expect).count(), 1, "said once: {last}");
     }
+}
+
+/// Issue 16: `--ca-cert` accepts a self-signed certificate with `CA:TRUE` (what
+/// `openssl req -x509` makes), and a certificate the client does not trust is reported
+/// at once as permanent (exit 3), not retried until `--connect-timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_cert_takes_a_self_signed_ca_and_untrusted_certificates_fail_at_once() {
+    let dir = std::env::temp_dir().join(format!("vswa-tls-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let relay = Relay::start(&[
+        "--tls-cert",
+        cert_path.to_str().unwrap(),
+        "--tls-key",
+        key_path.to_str().unwrap(),
+    ]);
+    let url = format!("wss://localhost:{}/ws/publish/ca", relay.port);
+    let send = |extra: &[&str]| {
+        let mut cmd = Command::new(bin("vswa-send"));
+        cmd.args(["--url", &url, "--count", "3", "--size", "64x48", "--quiet"])
+            .args(extra);
+        cmd
+    };
+    let (code, _, stderr) = run_with_timeout(
+        &mut send(&["--ca-cert", cert_path.to_str().unwrap()]),
+        LIMIT,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    // Not trusted: one line, exit 3, long before the 30 s connect timeout.
+    let started = std::time::Instant::now();
+    let (code, _, stderr) = run_with_timeout(&mut send(&["--connect-timeout", "30"]), LIMIT);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "retried: {stderr}"
+    );
+    assert!(stderr.contains("certificate"), "{stderr}");
+    assert!(!stderr.contains("retrying"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

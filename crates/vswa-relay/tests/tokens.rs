@@ -1,6 +1,6 @@
 //! Scoped signed tokens end to end: `vswa-relay token` mints them, the relay started
 //! with `--token-secret` honours exactly their stream (or prefix), role and expiry, and
-//! the shared `--publish-token`/`--view-token` keep working beside them.
+//! the shared `--publish-token`/`--watch-token` keep working beside them.
 
 mod common;
 

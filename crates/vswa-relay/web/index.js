@@ -77,7 +77,7 @@ async function refresh() {
   clearTimeout(timer);
   try {
     const res = await fetch(withToken('/api/streams', token), { cache: 'no-store' });
-    if (res.status === 401) throw new Error('the relay refused the token (add ?token=YOUR_VIEW_TOKEN to this page\'s URL)');
+    if (res.status === 401) throw new Error('the relay refused the token (add ?token=YOUR_WATCH_TOKEN to this page\'s URL)');
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     const body = await res.json();
     render(Array.isArray(body.streams) ? body.streams : []);

@@ -126,7 +126,7 @@ function onControl(text) {
 
 function explainError(code, message) {
   switch (code) {
-    case 'unauthorized': return 'The relay refused the token. Open this page with ?token=YOUR_VIEW_TOKEN.';
+    case 'unauthorized': return 'The relay refused the token. Open this page with ?token=YOUR_WATCH_TOKEN.';
     case 'invalid_stream_name': return 'Stream names are 1-64 characters of A-Z, a-z, 0-9, _ and -.';
     case 'too_many_viewers': return 'The stream has too many viewers right now; retrying.';
     default: return message || code || 'error';

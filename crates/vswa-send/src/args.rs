@@ -89,6 +89,12 @@ pub struct Args {
     #[arg(long = "loop")]
     loop_replay: bool,
 
+    /// Give up (exit 5) when the camera has been missing this many seconds, at start or
+    /// after it was unplugged. Without it, vswa-send waits for the camera forever and
+    /// sends "NO SIGNAL" frames meanwhile.
+    #[arg(long, value_name = "SECS")]
+    camera_wait: Option<f64>,
+
     /// Seconds to keep trying to reach the relay at startup.
     #[arg(long, default_value_t = defaults().publisher.initial_timeout.as_secs_f64())]
     connect_timeout: f64,
@@ -146,6 +152,18 @@ impl Args {
         (p.source.width, p.source.height) = (self.size.width, self.size.height);
         p.source.fps = self.fps;
         p.source.loop_replay = self.loop_replay;
+        p.source.camera_wait = self
+            .camera_wait
+            .map(|s| {
+                if s.is_finite() && s >= 0.0 {
+                    Ok(std::time::Duration::from_secs_f64(s))
+                } else {
+                    Err(format!(
+                        "--camera-wait {s}: give a number of seconds, 0 or more"
+                    ))
+                }
+            })
+            .transpose()?;
         p.encode.quality = self.quality;
         p.encode.subsampling = self.subsampling;
         if self.turbojpeg {

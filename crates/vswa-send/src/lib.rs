@@ -89,9 +89,17 @@ pub enum SendError {
     /// The source could not be opened or failed.
     #[error(transparent)]
     Capture(#[from] CaptureError),
-    /// The relay refused or could not be reached.
+    /// The relay refused, or a connection failed.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// No first connection within `--connect-timeout`.
+    #[error("{error} (gave up after {:.1} s)", waited.as_secs_f64())]
+    Unreachable {
+        /// The last failure.
+        error: ClientError,
+        /// How long it kept trying.
+        waited: Duration,
+    },
 }
 
 impl SendError {
@@ -104,6 +112,7 @@ impl SendError {
                 | CaptureError::InvalidConfig(_)
                 | CaptureError::CameraUnsupported => exit::USAGE,
                 CaptureError::Camera { .. }
+                | CaptureError::DeviceMissing(_)
                 | CaptureError::Io { .. }
                 | CaptureError::Recording { .. }
                 | CaptureError::NoJpeg { .. }
@@ -115,10 +124,12 @@ impl SendError {
             SendError::Client(e) => match e {
                 ClientError::BadUrl { .. } => exit::USAGE,
                 ClientError::Unauthorized(_)
+                | ClientError::Certificate { .. }
                 | ClientError::Refused { .. }
                 | ClientError::Server { .. } => exit::REFUSED,
                 ClientError::Unreachable { .. } | ClientError::Lost(_) => exit::UNREACHABLE,
             },
+            SendError::Unreachable { .. } => exit::UNREACHABLE,
         }
     }
 }
@@ -194,7 +205,13 @@ pub async fn send(
     let started = Instant::now();
     tokio::pin!(shutdown);
     let publisher = tokio::select! {
-        publisher = Publisher::connect(publisher) => publisher?,
+        publisher = Publisher::connect(publisher) => match publisher {
+            Ok(p) => p,
+            Err(error @ (ClientError::Unreachable { .. } | ClientError::Lost(_))) => {
+                return Err(SendError::Unreachable { error, waited: started.elapsed() })
+            }
+            Err(e) => return Err(e.into()),
+        },
         () = &mut shutdown => return Ok(SendStatus { elapsed: started.elapsed(), ..SendStatus::default() }),
     };
     let live = source.is_live();

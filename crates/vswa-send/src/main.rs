@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     let show = !args.quiet && std::io::stderr().is_terminal();
     let work = async {
         let config = args.config().map_err(SendError::Config)?;
-        let url = config.publisher.connect.url.clone();
+        let url = config.publisher.connect.display_url();
         let on_open = |s: &OpenedSource| cli::say!("vswa-send: {} -> {url}", s.describe());
         let status = |s: &SendStatus| {
             if show {

@@ -298,3 +298,100 @@ fn help_ends_with_the_exit_status_table_vswa_recv_shares() {
         .trim_end()
         .ends_with(send_table.last().unwrap().as_str()));
 }
+
+/// Issue 16 item 9: `--connect-timeout N` keeps trying for N seconds: a relay that
+/// starts 7 s after `vswa-send` with `--connect-timeout 10` is caught; with nothing
+/// listening, `--connect-timeout 3` tries for 3 s and says so.
+#[test]
+fn connect_timeout_keeps_trying_until_its_deadline() {
+    let addr = dead_addr();
+    let url = format!("ws://{addr}/ws/publish/late");
+    let started = std::time::Instant::now();
+    let mut sender = Guard(
+        send(
+            &["--url", &url, "--connect-timeout", "10", "--count", "3"],
+            None,
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
+    );
+    std::thread::sleep(Duration::from_secs(7));
+    let _relay = Relay::start_on(&addr.to_string(), &[]);
+    let status = vswa_testkit::wait_with_limit(&mut sender.0, LIMIT).expect("vswa-send exited");
+    let mut stderr = String::new();
+    sender
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_no_panic(&stderr);
+    assert!(
+        status.success(),
+        "{status:?} after {:?}: {stderr}",
+        started.elapsed()
+    );
+
+    let gone = format!("ws://{}/ws/publish/cam", dead_addr());
+    let started = std::time::Instant::now();
+    let done = fails(
+        send(&["--url", &gone, "--connect-timeout", "3"], None),
+        LIMIT,
+        4,
+        "cannot reach relay",
+    );
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(3), "gave up after {took:?}");
+    assert!(
+        done.last_line().contains("gave up after 3."),
+        "{}",
+        done.last_line()
+    );
+}
+
+/// Issue 16: a token given in the URL's `?token=` never shows in what `vswa-send`
+/// prints (the source line, retry warnings, the final error).
+#[test]
+fn tokens_in_the_url_are_redacted_in_every_line() {
+    let url = format!("ws://{}/ws/publish/cam?token=s3cret", dead_addr());
+    let mut cmd = send(&["--url", &url, "--connect-timeout", "2"], None);
+    cmd.env("RUST_LOG", "debug");
+    let done = run_with_limit(&mut cmd, LIMIT);
+    assert_eq!(done.code(), 4, "{}", done.stderr);
+    assert!(!done.stderr.contains("s3cret"), "{}", done.stderr);
+    assert!(done.stderr.contains("token=***"), "{}", done.stderr);
+}
+
+/// Issue 16: `--camera-wait SECS` makes a camera that never appears fatal: exit 5 with
+/// one line, after about SECS (a build without the camera feature says so, exit 2).
+#[test]
+fn camera_wait_makes_a_missing_camera_fatal() {
+    let relay = Relay::start(&[]);
+    let url = relay.publish_url("cam");
+    let started = std::time::Instant::now();
+    if cfg!(feature = "camera") {
+        fails(
+            send(
+                &["--url", &url, "--source", "camera:57", "--camera-wait", "1"],
+                None,
+            ),
+            LIMIT,
+            5,
+            "camera 57 did not appear within 1 s",
+        );
+        assert!(started.elapsed() >= Duration::from_secs(1));
+    } else {
+        fails(
+            send(
+                &["--url", &url, "--source", "camera:57", "--camera-wait", "1"],
+                None,
+            ),
+            LIMIT,
+            2,
+            "--features camera",
+        );
+    }
+}

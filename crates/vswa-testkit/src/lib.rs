@@ -91,6 +91,7 @@ impl Relay {
         cmd.args(["--listen", listen])
             .args(args)
             .env_remove("VSWA_VIEW_TOKEN")
+            .env_remove("VSWA_WATCH_TOKEN")
             .env_remove("VSWA_PUBLISH_TOKEN")
             .env_remove("VSWA_TOKEN_SECRET")
             .env("RUST_LOG", "info");

@@ -289,6 +289,7 @@ impl Hub {
             hub: self.clone(),
             stream,
             id,
+            ended: AtomicBool::new(false),
         })
     }
 
@@ -410,6 +411,9 @@ pub struct PublisherHandle {
     hub: Hub,
     stream: Arc<Stream>,
     id: u64,
+    /// The last frame carried END_OF_STREAM, so viewers already got `end`; leaving
+    /// now does not send it twice.
+    ended: AtomicBool,
 }
 
 impl PublisherHandle {
@@ -459,6 +463,7 @@ impl PublisherHandle {
         metrics::counter!("vswa_bytes_in_total").increment(len as u64);
         self.stream
             .push(Item::Frame(out), self.hub.ring_len(), self.hub.gop_bytes());
+        self.ended.store(end, Ordering::Relaxed);
         if end {
             self.stream.push(
                 Item::End(EndReason::PublisherLeft),
@@ -481,7 +486,7 @@ impl Drop for PublisherHandle {
                 self.stream.clock.send_replace(None);
             }
         }
-        if !self.hub.is_shutting_down() {
+        if !self.hub.is_shutting_down() && !self.ended.load(Ordering::Relaxed) {
             self.stream.push(
                 Item::End(EndReason::PublisherLeft),
                 self.hub.ring_len(),
