@@ -744,6 +744,103 @@ fn viewer_shows_moving_video_in(engine: Engine) {
     );
 }
 
+/// Issue 12: the viewer page's glass-to-glass latency is corrected for clock offsets. The
+/// publisher's clock here runs 2 s ahead of the relay's (its frames are stamped 2 s in
+/// the future, its `clock` says -2 s); uncorrected the page would show about -2000 ms.
+/// Frames are sent the moment they are stamped, so the true latency is loopback plus
+/// decode, a few milliseconds: the page's median must lie in [-20, +50] ms, and it must
+/// say it is clock-synced.
+fn viewer_latency_is_corrected_for_a_publisher_clock_2_s_ahead_in(engine: Engine) {
+    run(
+        &format!(
+            "viewer_latency_is_corrected_for_a_publisher_clock_2_s_ahead ({})",
+            engine.name()
+        ),
+        engine,
+        |programs| async move {
+            use futures_util::SinkExt;
+            let relay = start_relay(false);
+            let (mut publisher, _) =
+                tokio_tungstenite::connect_async(relay.ws("/ws/publish/skew")).await?;
+            let skew_us: i64 = 2_000_000;
+            let clock = json!({"type": "clock", "publisher_offset_us": -skew_us, "rtt_us": 200});
+            publisher
+                .send(tokio_tungstenite::tungstenite::Message::Text(
+                    clock.to_string().into(),
+                ))
+                .await?;
+            let image = vswa::codec::Image::new(
+                vswa::codec::PixelFormat::Rgb8,
+                64,
+                48,
+                (0..64 * 48 * 3).map(|i| (i % 251) as u8).collect(),
+            )?;
+            let jpeg = vswa::codec::encode(&image, &vswa::codec::EncodeOptions::default())?;
+            let feeder = tokio::spawn(async move {
+                for seq in 0u64.. {
+                    let now = vswa::protocol::timestamp_us(std::time::SystemTime::now());
+                    let header =
+                        vswa::protocol::FrameHeader::jpeg(seq, now + skew_us as u64, 64, 48);
+                    let frame = vswa::protocol::Frame::new(header, jpeg.clone()).to_bytes();
+                    if publisher
+                        .send(tokio_tungstenite::tungstenite::Message::Binary(frame))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(33)).await;
+                }
+            });
+            let browser = Browser::start(&programs, Viewport::Desktop(1280, 800), false).await?;
+            browser.goto(&relay.http("/view/skew")).await?;
+            browser
+                .wait_for(
+                    "60 clock-synced frames drawn",
+                    "const s = window.vswaStats; return !!s && s.clockSynced && s.latencyHistory.length >= 60",
+                    Duration::from_secs(30),
+                    STATS_JS,
+                )
+                .await?;
+            let stats: Value =
+                serde_json::from_str(browser.eval(STATS_JS).await?.as_str().unwrap_or("null"))?;
+            let mut history: Vec<f64> = stats["latencyHistory"]
+                .as_array()
+                .context("latencyHistory")?
+                .iter()
+                .filter_map(Value::as_f64)
+                .collect();
+            history.sort_by(f64::total_cmp);
+            let median = history[history.len() / 2];
+            ensure!(
+                (-20.0..=50.0).contains(&median),
+                "median glass-to-glass {median:.1} ms with a publisher clock 2 s ahead: {stats}"
+            );
+            let overlay = browser
+                .eval("return document.getElementById('overlay').textContent")
+                .await?;
+            ensure!(
+                overlay
+                    .as_str()
+                    .is_some_and(|t| t.contains("glass-to-glass") && t.contains("clock-synced")),
+                "overlay text: {overlay}"
+            );
+            eprintln!(
+                "median glass-to-glass {median:.1} ms; rtt {} ms",
+                stats["rttMs"]
+            );
+            feeder.abort();
+            browser.close().await;
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn viewer_latency_is_corrected_for_a_publisher_clock_2_s_ahead() {
+    viewer_latency_is_corrected_for_a_publisher_clock_2_s_ahead_in(Engine::Chromium);
+}
+
 /// (c) `/` lists the live `demo` stream.
 fn index_lists_live_stream_in(engine: Engine) {
     run(

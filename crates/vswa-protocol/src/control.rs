@@ -97,6 +97,10 @@ pub struct Hello {
     /// Whether the stream has a publisher right now (for viewers).
     #[serde(default)]
     pub live: bool,
+    /// The relay's latency ceiling in milliseconds, if it has one: it never writes a
+    /// frame older than this, and a viewer should not show one either.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_latency_ms: Option<u64>,
 }
 
 /// An error report; the sender closes the connection after it.

@@ -29,6 +29,8 @@ fn hello(state: &RelayState, role: Role, stream: &StreamName, live: bool) -> Con
         server: SERVER.into(),
         max_payload_len: state.config.hub.max_payload_len,
         live,
+        max_latency_ms: (!state.config.max_latency.is_zero())
+            .then_some(state.config.max_latency.as_millis() as u64),
     })
 }
 

@@ -37,7 +37,8 @@ function describe(s) {
   const parts = [];
   const viewers = Number(s.viewers) || 0;
   parts.push(`${viewers} viewer${viewers === 1 ? '' : 's'}`);
-  if (Number.isFinite(s.fps)) parts.push(`${s.fps.toFixed(1)} fps`);
+  if (s.standby) parts.push('standby: starts when watched');
+  else if (Number.isFinite(s.fps)) parts.push(`${s.fps.toFixed(1)} fps`);
   if (s.width && s.height) parts.push(`${s.width}×${s.height}`);
   if (Number.isFinite(s.bitrate_kbps)) parts.push(`${Math.round(s.bitrate_kbps)} kbit/s`);
   return parts.join(' · ');
@@ -61,6 +62,10 @@ function render(streams) {
     if (!li) li = createItem(s.name);
     if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null);
     li.querySelector('.meta').textContent = describe(s);
+    // An on-demand sender idles while nobody watches: the thumbnail is its last frame.
+    const badge = li.querySelector('.badge');
+    badge.textContent = s.standby ? 'standby' : 'live';
+    badge.className = `badge ${s.standby ? 'standby' : 'live'}`;
     refreshThumb(li.querySelector('img'), s.name);
   });
   for (const li of existing.values()) li.remove();

@@ -3,7 +3,13 @@
 // frame decodes only the newest pending one is kept (the replaced ones count as dropped,
 // as do sequence gaps). Shows fps/latency/resolution/drops/state in #overlay, reconnects
 // with backoff, and exposes window.vswaStats for tests.
-import { parseFrame, FLAGS, wsUrl, streamFromPath, tokenFromQuery, withToken, backoffMs, STREAM_NAME_RE } from './vswa.js';
+//
+// Latency is glass-to-glass as far as this page can see: from the frame's capture
+// timestamp to the moment it is drawn, with the capture time moved onto this machine's
+// clock by clock sync (this page's `time` exchange with the relay and the publisher's
+// `clock`), so it is right however far apart the three clocks are. A frame older than
+// the relay's ceiling (hello's max_latency_ms) is never drawn.
+import { parseFrame, FLAGS, wsUrl, streamFromPath, tokenFromQuery, withToken, backoffMs, STREAM_NAME_RE, ClockSync, nowUs } from './vswa.js';
 
 const stream = streamFromPath();
 const token = tokenFromQuery();
@@ -15,7 +21,12 @@ const stats = {
   frames: 0, // frames drawn
   received: 0, // binary frames received
   fps: 0,
-  latencyMs: null,
+  latencyMs: null, // capture -> drawn, clock-corrected when clockSynced
+  clockSynced: false,
+  rttMs: null, // round trip of the clock sample in use
+  late: 0, // frames not drawn because older than maxLatencyMs
+  maxLatencyMs: null,
+  latencyHistory: [], // last LATENCY_HISTORY latencies, for the sparkline
   width: 0,
   height: 0,
   dropped: 0, // local replacements + sequence gaps
@@ -40,6 +51,9 @@ let lastSeq = null;
 let pending = null;
 let decoding = false;
 const drawTimes = []; // ms timestamps of drawn frames, last second
+const sync = new ClockSync();
+let publisherClock = null; // the publisher's `clock`, as the relay forwards it
+const LATENCY_HISTORY = 120;
 
 function setState(state, message = '') {
   stats.state = state;
@@ -70,10 +84,44 @@ function bannerText() {
 function renderOverlay() {
   const lat = stats.latencyMs == null ? '–' : `${Math.round(stats.latencyMs)} ms`;
   const res = stats.width ? `${stats.width}×${stats.height}` : '–';
+  const clock = stats.clockSynced
+    ? `clock-synced, ±${(stats.rttMs / 2).toFixed(1)} ms`
+    : 'clocks not synced: assumes they agree';
   $('overlay').textContent =
     `${stats.state}${stats.placeholder ? ' (no signal)' : ''}\n` +
-    `${stats.fps.toFixed(1)} fps  latency ${lat}\n` +
-    `${res}  dropped ${stats.dropped}  frames ${stats.frames}`;
+    `${stats.fps.toFixed(1)} fps  glass-to-glass ${lat}\n` +
+    `(${clock})\n` +
+    `${res}  dropped ${stats.dropped}${stats.late ? ` (${stats.late} late)` : ''}  frames ${stats.frames}`;
+  drawSparkline();
+}
+
+// Latency of the last LATENCY_HISTORY drawn frames, 0 at the bottom, the ceiling (or
+// the largest value) at the top.
+function drawSparkline() {
+  const spark = $('spark');
+  if (!spark) return;
+  const g = spark.getContext('2d');
+  const { width: w, height: h } = spark;
+  g.clearRect(0, 0, w, h);
+  const values = stats.latencyHistory;
+  if (values.length < 2) return;
+  const top = Math.max(stats.maxLatencyMs || 0, ...values, 1);
+  g.strokeStyle = '#4ade80';
+  g.lineWidth = 1.5;
+  g.beginPath();
+  values.forEach((v, i) => {
+    const x = (i / (LATENCY_HISTORY - 1)) * w;
+    const y = h - (Math.max(0, Math.min(v, top)) / top) * (h - 2) - 1;
+    if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
+  });
+  g.stroke();
+}
+
+// Sends a `time` request when one is due (a burst at connect, then every 10 s).
+function clockTick() {
+  if (!ws || ws.readyState !== WebSocket.OPEN || !gotHello) return;
+  const now = nowUs();
+  if (sync.due(now)) ws.send(sync.request(now));
 }
 
 // ---- connection ----
@@ -106,10 +154,21 @@ function onControl(text) {
       gotHello = true;
       attempt = 0;
       failedBeforeHello = 0;
+      sync.reset();
+      publisherClock = null;
+      stats.maxLatencyMs = Number.isFinite(msg.max_latency_ms) && msg.max_latency_ms > 0 ? msg.max_latency_ms : null;
       setState(msg.live ? 'live' : 'waiting for publisher');
+      clockTick();
+      break;
+    case 'time':
+      if (msg.t1 !== undefined && sync.onResponse(msg, nowUs())) clockTick();
+      break;
+    case 'clock':
+      publisherClock = msg;
       break;
     case 'end':
       lastSeq = null;
+      if (msg.reason !== 'shutdown') publisherClock = null; // a new publisher, maybe another clock
       setState('ended', msg.reason === 'shutdown'
         ? 'The relay is shutting down.'
         : 'The publisher left — waiting for it to return.');
@@ -221,6 +280,15 @@ async function pump() {
       stats.invalid++;
       continue;
     }
+    // Capture time on this clock once synced; without sync, as stamped.
+    const captured = sync.captureToLocal(header.timestampUs, publisherClock);
+    if (captured !== null && stats.maxLatencyMs && (nowUs() - captured) / 1000 > stats.maxLatencyMs) {
+      // Older than the relay's ceiling by the time it decoded: never shown.
+      bitmap.close();
+      stats.late++;
+      stats.dropped++;
+      continue;
+    }
     if (canvas.width !== bitmap.width || canvas.height !== bitmap.height) {
       canvas.width = bitmap.width;
       canvas.height = bitmap.height;
@@ -232,7 +300,15 @@ async function pump() {
     stats.width = canvas.width;
     stats.height = canvas.height;
     stats.placeholder = Boolean(header.flags & FLAGS.PLACEHOLDER);
-    stats.latencyMs = header.timestampUs > 0n ? (now * 1000 - Number(header.timestampUs)) / 1000 : null;
+    stats.clockSynced = captured !== null;
+    stats.rttMs = stats.clockSynced ? sync.best().rttUs / 1000 : null;
+    stats.latencyMs = header.timestampUs > 0n
+      ? (nowUs() - (captured ?? Number(header.timestampUs))) / 1000
+      : null;
+    if (stats.latencyMs !== null) {
+      stats.latencyHistory.push(stats.latencyMs);
+      if (stats.latencyHistory.length > LATENCY_HISTORY) stats.latencyHistory.shift();
+    }
     drawTimes.push(now);
     if (stats.frames === 1 || !$('banner').classList.contains('hidden')) setState(stats.state, stats.message);
     if (header.flags & FLAGS.END_OF_STREAM) setState('ended', 'The publisher ended the stream.');
@@ -264,6 +340,7 @@ function init() {
   document.addEventListener('keydown', (e) => { if (e.key === 'f' && !e.ctrlKey && !e.metaKey && !e.altKey) toggleFullscreen(); });
   canvas.addEventListener('dblclick', toggleFullscreen);
   setInterval(updateFps, 250);
+  setInterval(clockTick, 100);
   if (!STREAM_NAME_RE.test(stream)) {
     fatal = true;
     setState('error: invalid stream name', 'Stream names are 1-64 characters of A-Z, a-z, 0-9, _ and -.');

@@ -98,3 +98,81 @@ export function backoffMs(attempt) {
   const base = Math.min(10000, 500 * 2 ** Math.min(attempt, 5));
   return Math.round(base * (0.8 + Math.random() * 0.4));
 }
+
+// Clock synchronisation with the relay (docs/PROTOCOL.md, "Clock synchronisation"), the
+// same rules as the Rust ClockSync: a burst of BURST `time` exchanges at connect (each
+// as soon as the previous one is answered, or after TIMEOUT_MS), then one every
+// INTERVAL_MS; the estimate is the lowest-RTT sample of the last WINDOW_MS. Times are
+// microseconds since the UNIX epoch as Numbers (exact below 2^53, i.e. until year 2255).
+export class ClockSync {
+  static BURST = 4;
+  static INTERVAL_MS = 10000;
+  static TIMEOUT_MS = 1000;
+  static WINDOW_MS = 60000;
+  static MAX_SAMPLES = 8;
+
+  constructor() { this.reset(); }
+
+  reset() {
+    this.samples = []; // { offsetUs, rttUs, atUs }
+    this.pending = new Set(); // t0 of unanswered requests
+    this.sent = 0;
+    this.lastSentUs = 0;
+    this.answered = true;
+  }
+
+  // Whether a request is due at local time nowUs.
+  due(nowUs) {
+    if (this.sent === 0) return true;
+    const since = nowUs - this.lastSentUs;
+    if (this.sent < ClockSync.BURST) return this.answered || since >= ClockSync.TIMEOUT_MS * 1000;
+    return since >= ClockSync.INTERVAL_MS * 1000;
+  }
+
+  // The request to send now (a JSON string).
+  request(nowUs) {
+    const t0 = Math.round(nowUs);
+    this.pending.add(t0);
+    if (this.pending.size > 8) this.pending.delete(this.pending.values().next().value);
+    this.sent++;
+    this.lastSentUs = t0;
+    this.answered = false;
+    return JSON.stringify({ type: 'time', t0 });
+  }
+
+  // Takes a parsed `time` response that arrived at local time nowUs; returns the new
+  // sample, or null if it answers no request of ours or its times are inconsistent.
+  onResponse(msg, nowUs) {
+    const { t0, t1, t2 } = msg;
+    if (![t0, t1, t2].every(Number.isSafeInteger) || !this.pending.delete(t0)) return null;
+    const t3 = Math.round(nowUs);
+    const rttUs = (t3 - t0) - (t2 - t1);
+    if (t3 < t0 || t2 < t1 || rttUs < 0) return null;
+    this.answered = true;
+    const sample = { offsetUs: Math.floor(((t1 - t0) + (t2 - t3)) / 2), rttUs, atUs: t3 };
+    this.samples.push(sample);
+    this.samples = this.samples.filter((s) => t3 - s.atUs <= ClockSync.WINDOW_MS * 1000).slice(-ClockSync.MAX_SAMPLES);
+    return sample;
+  }
+
+  // The lowest-RTT recent sample (newest of equals), or null.
+  best() {
+    let best = null;
+    for (const s of this.samples) if (!best || s.rttUs <= best.rttUs) best = s;
+    return best;
+  }
+
+  // A frame's capture timestamp (publisher clock, µs) on the local clock, given the
+  // publisher's `clock` message; null until both offsets are known.
+  captureToLocal(timestampUs, publisherClock) {
+    const best = this.best();
+    if (!best || !publisherClock || !Number.isSafeInteger(publisherClock.publisher_offset_us)) return null;
+    return Number(timestampUs) + publisherClock.publisher_offset_us - best.offsetUs;
+  }
+}
+
+// This machine's clock in µs since the UNIX epoch, sub-millisecond where the browser
+// allows.
+export function nowUs() {
+  return (globalThis.performance ? performance.timeOrigin + performance.now() : Date.now()) * 1000;
+}

@@ -76,6 +76,22 @@ pub struct Args {
     #[arg(long, value_name = "MS", default_value_t = defaults().backlog.as_millis() as u64, value_parser = clap::value_parser!(u64).range(0..=5000))]
     backlog: u64,
 
+    /// Never send a frame that waited longer than this in the send queue (a congested
+    /// uplink drops old frames instead of sending them late); 0 = off.
+    #[arg(long, value_name = "MS", default_value_t = defaults().publisher.max_latency.as_millis() as u64)]
+    max_latency: u64,
+
+    /// Capture only while someone watches: when the relay reports no viewers for
+    /// --on-demand-hold seconds, close the source (the camera) and idle with the
+    /// connection open; the first viewer restarts it (video within about a second).
+    /// Live sources only (test pattern, camera).
+    #[arg(long, conflicts_with_all = ["count", "duration"])]
+    on_demand: bool,
+
+    /// With --on-demand: seconds without viewers before the source is closed.
+    #[arg(long, value_name = "SECS", requires = "on_demand", default_value_t = defaults().on_demand_hold.as_secs_f64())]
+    on_demand_hold: f64,
+
     /// Stop after this many frames (frames a live source dropped count too, so
     /// sequence numbers end at N-1).
     #[arg(long, conflicts_with = "duration")]
@@ -179,7 +195,16 @@ impl Args {
         publisher.connect.token = self.token.clone().filter(|t| !t.is_empty());
         publisher.connect.ca_cert = self.ca_cert.clone();
         publisher.initial_timeout = cli::positive_seconds("connect-timeout", self.connect_timeout)?;
+        publisher.max_latency = Duration::from_millis(self.max_latency);
         c.backlog = Duration::from_millis(self.backlog);
+        c.on_demand = self.on_demand;
+        if !(self.on_demand_hold.is_finite() && self.on_demand_hold >= 0.0) {
+            return Err(format!(
+                "--on-demand-hold {}: give a number of seconds, 0 or more",
+                self.on_demand_hold
+            ));
+        }
+        c.on_demand_hold = Duration::from_secs_f64(self.on_demand_hold);
         Ok(c)
     }
 }

@@ -27,15 +27,24 @@ pub struct SendConfig {
     pub pipeline: PipelineConfig,
     /// Video a live source may queue before encoding and again before the network.
     pub backlog: Duration,
+    /// Capture only while the relay reports viewers (see [`run`]).
+    pub on_demand: bool,
+    /// With `on_demand`: how long without viewers before the source is closed.
+    pub on_demand_hold: Duration,
 }
 
 impl SendConfig {
     /// The defaults, publishing to `url`.
     pub fn new(url: impl Into<String>) -> SendConfig {
         SendConfig {
-            publisher: PublisherConfig::new(url),
+            publisher: PublisherConfig {
+                max_latency: DEFAULT_MAX_LATENCY,
+                ..PublisherConfig::new(url)
+            },
             pipeline: PipelineConfig::default(),
             backlog: vswa_capture::DEFAULT_BACKLOG,
+            on_demand: false,
+            on_demand_hold: DEFAULT_ON_DEMAND_HOLD,
         }
     }
 
@@ -70,6 +79,13 @@ impl SendConfig {
         Ok(())
     }
 }
+
+/// `vswa-send`'s default send-queue age limit, the relay's default `--max-latency`.
+pub const DEFAULT_MAX_LATENCY: Duration = Duration::from_millis(500);
+
+/// How long an on-demand sender keeps capturing after the last viewer left: long enough
+/// that a page reload or a viewer hopping between streams does not restart the camera.
+pub const DEFAULT_ON_DEMAND_HOLD: Duration = Duration::from_secs(10);
 
 /// The form of a publish URL, for messages.
 const PUBLISH_URL: &str = "ws://HOST:PORT/ws/publish/NAME";
@@ -183,9 +199,161 @@ pub async fn run(
     let frames = frames_for(config.backlog, config.pipeline.source.fps);
     config.pipeline.backlog = frames;
     config.publisher.queue = frames;
+    if config.on_demand {
+        let pipeline = config.pipeline.clone();
+        let source = OpenedSource::open(config.pipeline)?;
+        if !source.is_live() {
+            return Err(SendError::Config(
+                "--on-demand is for live sources (test pattern, camera), not files or pipes".into(),
+            ));
+        }
+        on_open(&source);
+        return send_on_demand(
+            source,
+            pipeline,
+            config.publisher,
+            config.on_demand_hold,
+            shutdown,
+            status,
+        )
+        .await;
+    }
     let source = OpenedSource::open(config.pipeline)?;
     on_open(&source);
     send(source, config.publisher, shutdown, status).await
+}
+
+/// Connects `publisher` and sends from a live source only while somebody watches: the
+/// relay's `viewers` count at 0 for `hold` closes the source (a camera's device is
+/// released, nothing is captured or encoded) while the connection stays open; the next
+/// viewer reopens it from `config`. Otherwise like [`send`].
+pub async fn send_on_demand(
+    source: OpenedSource,
+    config: PipelineConfig,
+    publisher: PublisherConfig,
+    hold: Duration,
+    shutdown: impl Future<Output = ()>,
+    mut status: impl FnMut(&SendStatus),
+) -> Result<SendStatus, SendError> {
+    let started = Instant::now();
+    tokio::pin!(shutdown);
+    let publisher = tokio::select! {
+        publisher = Publisher::connect(publisher) => match publisher {
+            Ok(p) => p,
+            Err(error @ (ClientError::Unreachable { .. } | ClientError::Lost(_))) => {
+                return Err(SendError::Unreachable { error, waited: started.elapsed() })
+            }
+            Err(e) => return Err(e.into()),
+        },
+        () = &mut shutdown => return Ok(SendStatus { elapsed: started.elapsed(), ..SendStatus::default() }),
+    };
+    let mut viewers = publisher.viewers();
+    // Counters of pipelines already closed, and the one running (if any).
+    let mut done = PipelineStats::default();
+    let mut pipeline = Some(source.start());
+    // Since when the relay has reported no viewers (while capturing).
+    let mut unwatched_since: Option<Instant> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut report = Instant::now();
+    loop {
+        let count = *viewers.borrow_and_update();
+        match (&pipeline, count) {
+            (Some(_), Some(0)) => {
+                let since = *unwatched_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= hold {
+                    tracing::info!(
+                        "no viewers for {:.0} s: source closed until one comes",
+                        hold.as_secs_f64()
+                    );
+                    let running = pipeline.take().expect("checked above");
+                    let stats = stop_pipeline(running).await?;
+                    done = add_stats(done, stats);
+                    unwatched_since = None;
+                }
+            }
+            (Some(_), _) => unwatched_since = None,
+            (None, Some(n)) if n > 0 => {
+                tracing::info!("{n} viewer(s): capturing again");
+                pipeline = Some(OpenedSource::open(config.clone())?.start());
+            }
+            (None, _) => {}
+        }
+        if report.elapsed() >= Duration::from_secs(1) {
+            report = Instant::now();
+            let current = pipeline.as_ref().map(|p| p.stats()).unwrap_or_default();
+            status(&SendStatus {
+                pipeline: add_stats(done, current),
+                publisher: publisher.stats(),
+                elapsed: started.elapsed(),
+            });
+        }
+        if publisher.is_finished() {
+            break;
+        }
+        tokio::select! {
+            frame = async {
+                match pipeline.as_mut() {
+                    Some(p) => p.next().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                match frame {
+                    Some(frame) => {
+                        // Each reopened pipeline counts from 0; viewers see one
+                        // sequence across standby periods.
+                        let frame = if done.captured == 0 {
+                            frame
+                        } else {
+                            let mut header = *frame.header();
+                            header.sequence = header.sequence.saturating_add(done.captured);
+                            vswa_protocol::Frame::new(header, frame.payload().clone())
+                        };
+                        publisher.try_send(frame);
+                    }
+                    // A live source that ends (it should not) ends the run.
+                    None => break,
+                }
+            }
+            _ = viewers.changed() => {}
+            _ = tick.tick() => {}
+            () = &mut shutdown => break,
+        }
+    }
+    if let Some(running) = pipeline.take() {
+        done = add_stats(done, stop_pipeline(running).await?);
+    }
+    let publisher_stats = publisher
+        .finish_until(tokio::time::sleep(STOP_LINGER))
+        .await?;
+    Ok(SendStatus {
+        pipeline: done,
+        publisher: publisher_stats,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Stops a live pipeline, bounded like a stop on a signal.
+async fn stop_pipeline(pipeline: vswa_capture::Pipeline) -> Result<PipelineStats, SendError> {
+    let so_far = pipeline.stats();
+    Ok(tokio::time::timeout(STOP_LINGER, pipeline.finish())
+        .await
+        .unwrap_or(Ok(so_far))?)
+}
+
+/// Counters of two pipelines run one after the other.
+fn add_stats(a: PipelineStats, b: PipelineStats) -> PipelineStats {
+    PipelineStats {
+        captured: a.captured + b.captured,
+        dropped: a.dropped + b.dropped,
+        encoded: a.encoded + b.encoded,
+        passthrough: a.passthrough + b.passthrough,
+        encode_errors: a.encode_errors + b.encode_errors,
+        encode_ms: if b.encoded > 0 {
+            b.encode_ms
+        } else {
+            a.encode_ms
+        },
+    }
 }
 
 /// Connects `publisher`, then captures, encodes and sends until the source ends, the

@@ -291,6 +291,12 @@ impl Stream {
             codec: codec.to_string(),
             gop_frames: gop,
             live: publisher.is_some(),
+            // Connected, but nothing arrived over the rate window while nobody
+            // watches: an on-demand sender idling (`vswa-send --on-demand`).
+            standby: publisher.is_some()
+                && viewers.is_empty()
+                && fps == 0.0
+                && last_sequence.is_some(),
             publisher,
             width,
             height,

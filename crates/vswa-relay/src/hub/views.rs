@@ -11,6 +11,10 @@ pub struct StreamInfo {
     pub name: String,
     /// Whether a publisher is connected.
     pub live: bool,
+    /// Live, but no frames for the last two seconds and no viewers: the publisher
+    /// idles until someone watches (an on-demand sender); the snapshot is its last
+    /// frame.
+    pub standby: bool,
     /// The publisher, if connected.
     pub publisher: Option<PublisherView>,
     /// Codec of the newest frame: `jpeg` or `h264` (empty before the first frame).

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import {
   MAGIC, VERSION, HEADER_LEN, FLAGS, CODEC_JPEG,
   parseFrame, buildFrame, wsUrl, streamFromPath, tokenFromQuery, withToken, STREAM_NAME_RE,
+  ClockSync,
 } from '../vswa.js';
 
 const doc = readFileSync(fileURLToPath(new URL('../../../../docs/PROTOCOL.md', import.meta.url)), 'utf8');
@@ -127,4 +128,49 @@ test('URL helpers', () => {
   assert.ok(STREAM_NAME_RE.test('a-B_9'));
   assert.ok(!STREAM_NAME_RE.test('a b'));
   assert.ok(!STREAM_NAME_RE.test('x'.repeat(65)));
+});
+
+// PROTOCOL.md's worked examples, through the page's ClockSync.
+test('clock sync: the offset example and capture time on the viewer', () => {
+  const sync = new ClockSync();
+  assert.equal(sync.due(1763720100000000), true);
+  const req = JSON.parse(sync.request(1763720100000000));
+  assert.deepEqual(req, { type: 'time', t0: 1763720100000000 });
+  // Still in the burst, waiting for the answer: nothing due yet.
+  assert.equal(sync.due(1763720100010000), false);
+  const sample = sync.onResponse({ type: 'time', t0: 1763720100000000, t1: 1763720102030000, t2: 1763720102031000 }, 1763720100041000);
+  assert.equal(sample.offsetUs, 2010000);
+  assert.equal(sample.rttUs, 40000);
+  // An answer to a request never sent is ignored.
+  assert.equal(sync.onResponse({ type: 'time', t0: 5, t1: 6, t2: 7 }, 8), null);
+  // The burst goes on once the answer is in, then every 10 s.
+  assert.equal(sync.due(1763720100041000), true);
+  for (let i = 1; i < ClockSync.BURST; i++) sync.request(1763720100041000 + i);
+  assert.equal(sync.due(1763720100041000 + 9e6), false);
+  assert.equal(sync.due(1763720100041000 + 10e6 + 10), true);
+
+  // The viewer example: publisher offset +1.5 s, viewer offset -0.25 s.
+  const viewer = new ClockSync();
+  const t0 = 1763720100000000;
+  viewer.request(t0);
+  viewer.onResponse({ type: 'time', t0, t1: t0 - 250000 + 500, t2: t0 - 250000 + 500 }, t0 + 1000);
+  assert.equal(viewer.best().offsetUs, -250000);
+  const captured = viewer.captureToLocal(1763720098500000n, { publisher_offset_us: 1500000, rtt_us: 100 });
+  assert.equal(captured, 1763720100250000);
+  assert.equal(1763720100370000 - captured, 120000);
+  assert.equal(viewer.captureToLocal(1n, null), null);
+});
+
+test('clock sync keeps the lowest-RTT sample of the newest eight', () => {
+  const sync = new ClockSync();
+  let t = 1763720100000000;
+  const rtts = [9000, 3000, 7000, 5000, 4000, 6000, 8000, 9500, 9900, 9990];
+  for (const rtt of rtts) {
+    const t0 = t;
+    sync.request(t0);
+    sync.onResponse({ type: 'time', t0, t1: t0 + rtt / 2, t2: t0 + rtt / 2 }, t0 + rtt);
+    t += 1000000;
+  }
+  // 3000 fell out with the two oldest; 4000 is the best of the newest eight.
+  assert.equal(sync.best().rttUs, 4000);
 });
