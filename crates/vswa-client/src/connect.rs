@@ -268,6 +268,10 @@ async fn connect_inner(opts: &ConnectOptions, url: &url::Url) -> Result<ClientSo
         .await
         .map_err(|e| unreachable(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
+    // Keep the kernel from hiding a backlog: with at most this much unsent in the
+    // socket, a congested uplink shows up as a slow send, and the publisher's queue
+    // drops frames past `max_latency` instead of the kernel sending them late.
+    let _ = socket2::SockRef::from(&tcp).set_tcp_notsent_lowat(UNSENT_LIMIT);
     let stream = if url.scheme() == "wss" {
         let config = tls_config(opts.ca_cert.as_deref())?;
         let name = rustls::pki_types::ServerName::try_from(host.clone())
@@ -518,6 +522,9 @@ fn is_certificate_error(e: &std::io::Error) -> bool {
         Some(rustls::Error::InvalidCertificate(_) | rustls::Error::UnsupportedNameType)
     )
 }
+
+/// `TCP_NOTSENT_LOWAT` of client sockets: 128 KiB, a few frames of 720p JPEG.
+const UNSENT_LIMIT: u32 = 128 * 1024;
 
 /// Connects with retries (delays from `backoff`) until `deadline`, returning fatal
 /// refusals (token, stream name, TLS) at once; `what` names the attempt in log lines.

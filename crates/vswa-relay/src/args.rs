@@ -140,6 +140,13 @@ pub struct Args {
     #[arg(long, value_name = "MS", default_value_t = defaults().max_latency.as_millis() as u64)]
     max_latency: u64,
 
+    /// TCP_NOTSENT_LOWAT in bytes on every connection: the kernel holds at most about
+    /// this much not yet sent to a peer, so a viewer on a slow link is seen to fall
+    /// behind and skips frames instead of queueing seconds of video in its socket
+    /// buffer. 0 leaves the kernel's default (megabytes).
+    #[arg(long, value_name = "BYTES", default_value_t = defaults().send_lowat)]
+    send_lowat: u32,
+
     /// Most bytes of the current GOP (H.264: frames since the last keyframe) a stream
     /// keeps so that a new viewer starts at a keyframe.
     #[arg(long, value_name = "BYTES", default_value_t = defaults().hub.max_gop_bytes)]
@@ -298,6 +305,7 @@ impl Args {
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
             max_latency: Duration::from_millis(self.max_latency),
+            send_lowat: self.send_lowat,
             demo: self.demo.then_some(DemoConfig {
                 width: self.demo_size.width,
                 height: self.demo_size.height,

@@ -98,6 +98,12 @@ pub struct RelayConfig {
     /// written to a viewer; the viewer skips to the next decodable frame and the frame
     /// counts as dropped (`late`). Zero turns it off.
     pub max_latency: Duration,
+    /// `TCP_NOTSENT_LOWAT` on every connection, in bytes (0: the kernel's default): the
+    /// kernel then holds at most about this much that it has not yet sent to a peer, so
+    /// a viewer on a slow link is seen to be behind (and skips frames by latest-wins
+    /// and the latency ceiling) instead of its backlog hiding in megabytes of socket
+    /// buffer, where no ceiling can reach it.
+    pub send_lowat: u32,
     /// After shutdown begins, how long sessions get to say goodbye (viewers get `end`
     /// and a close) before `serve` returns anyway.
     pub shutdown_grace: Duration,
@@ -122,6 +128,7 @@ impl Default for RelayConfig {
             max_connections_per_ip: 0,
             shutdown_grace: Duration::from_secs(5),
             max_latency: Duration::from_millis(500),
+            send_lowat: 64 * 1024,
         }
     }
 }
@@ -334,6 +341,10 @@ impl Relay {
                 }
             };
             let _ = tcp.set_nodelay(true);
+            let lowat = self.state.config.send_lowat;
+            if lowat > 0 {
+                let _ = socket2::SockRef::from(&tcp).set_tcp_notsent_lowat(lowat);
+            }
             let router = router.clone();
             let tls = self.tls.clone();
             let timeout = self.state.config.handshake_timeout;

@@ -339,6 +339,9 @@ pub(crate) async fn viewer<S>(
     let mut had_publisher = live;
     let frames_out = metrics::counter!("vswa_frames_out_total");
     let max_latency = state.config.max_latency;
+    // What the kernel may still hold unsent when a write returns (--send-lowat).
+    let unsent = state.config.send_lowat as usize;
+    let mut pace = Pace::default();
     let lag_seconds = metrics::histogram!("vswa_viewer_lag_seconds", "stream" => name.to_string());
     let bytes_out = metrics::counter!("vswa_bytes_out_total");
     let close: CloseWith = loop {
@@ -373,7 +376,10 @@ pub(crate) async fn viewer<S>(
                     grace = None;
                     had_publisher = true;
                     let age = out.age(Instant::now(), now_us());
-                    if !max_latency.is_zero() && age > max_latency {
+                    // When it would arrive: its age now plus the time this viewer's
+                    // link takes for it and what may wait in the kernel before it.
+                    let arrives_at = age + pace.predict(out.ws.len() + unsent, Instant::now());
+                    if !max_latency.is_zero() && (age > max_latency || arrives_at > max_latency) {
                         // Never deliver late: skip to the next decodable frame.
                         handle.skip_late();
                         continue;
@@ -381,8 +387,10 @@ pub(crate) async fn viewer<S>(
                     handle.stats().record_lag(age);
                     lag_seconds.record(age.as_secs_f64());
                     let mut written = 0;
+                    let write_started = Instant::now();
                     match tokio::time::timeout(stall, write_counted(&mut wr, &out.ws, &mut written)).await {
                         Ok(Ok(())) => {
+                            pace.record(out.ws.len(), write_started.elapsed(), Instant::now());
                             handle.stats().record_sent(out.ws.len());
                             frames_out.increment(1);
                             bytes_out.increment(out.ws.len() as u64);
@@ -456,6 +464,55 @@ pub(crate) async fn viewer<S>(
         .await;
     }
     reader.abort();
+}
+
+/// A viewer's link speed as the relay sees it: seconds per byte of recent frame writes
+/// that had to wait for the socket (a write that did not wait says nothing about the
+/// link). With the kernel's unsent bytes bounded (`--send-lowat`), a waiting write
+/// lasts as long as the link takes to carry it, so this predicts when a frame written
+/// now would arrive, which the latency ceiling needs: a frame that would arrive too
+/// late is not written.
+#[derive(Debug, Default)]
+struct Pace {
+    secs_per_byte: f64,
+    /// When the last measurement was taken.
+    measured: Option<Instant>,
+}
+
+impl Pace {
+    /// Writes shorter than this did not wait for the link.
+    const MIN_WAIT: Duration = Duration::from_millis(2);
+    /// A measurement older than this is forgotten, so a viewer whose every frame was
+    /// predicted late gets one through and is measured again.
+    const MAX_AGE: Duration = Duration::from_secs(1);
+
+    fn record(&mut self, bytes: usize, took: Duration, now: Instant) {
+        if bytes == 0 {
+            return;
+        }
+        if took < Self::MIN_WAIT {
+            // The link kept up: it is at least this fast.
+            self.secs_per_byte = self.secs_per_byte.min(took.as_secs_f64() / bytes as f64);
+            self.measured = Some(now);
+            return;
+        }
+        let sample = took.as_secs_f64() / bytes as f64;
+        self.secs_per_byte = match self.measured {
+            Some(_) if self.secs_per_byte > 0.0 => 0.7 * self.secs_per_byte + 0.3 * sample,
+            _ => sample,
+        };
+        self.measured = Some(now);
+    }
+
+    /// How long `bytes` take on this link (zero until measured, or once stale).
+    fn predict(&self, bytes: usize, now: Instant) -> Duration {
+        match self.measured {
+            Some(at) if now.duration_since(at) <= Self::MAX_AGE => {
+                Duration::from_secs_f64((self.secs_per_byte * bytes as f64).min(3600.0))
+            }
+            _ => Duration::ZERO,
+        }
+    }
 }
 
 /// Writes `buf`, counting in `written` the bytes the socket took (so a write cut off by
