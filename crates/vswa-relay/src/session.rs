@@ -482,8 +482,9 @@ struct Pace {
 impl Pace {
     /// Writes shorter than this did not wait for the link.
     const MIN_WAIT: Duration = Duration::from_millis(2);
-    /// A measurement older than this is forgotten, so a viewer whose every frame was
-    /// predicted late gets one through and is measured again.
+    /// A measurement older than this is forgotten, so a viewer whose writes stopped
+    /// waiting (its link got faster), or whose every frame was predicted late, is
+    /// measured again.
     const MAX_AGE: Duration = Duration::from_secs(1);
 
     fn record(&mut self, bytes: usize, took: Duration, now: Instant) {
@@ -491,9 +492,9 @@ impl Pace {
             return;
         }
         if took < Self::MIN_WAIT {
-            // The link kept up: it is at least this fast.
-            self.secs_per_byte = self.secs_per_byte.min(took.as_secs_f64() / bytes as f64);
-            self.measured = Some(now);
+            // The bytes fit in the socket's free space: that says nothing about the
+            // link (after a pause it is simply empty). A link that got faster shows in
+            // shorter waits, or the measurement ages out.
             return;
         }
         let sample = took.as_secs_f64() / bytes as f64;

@@ -135,19 +135,14 @@ fn slow_viewer_stays_under_the_ceiling_and_prompt_viewers_are_unaffected() {
     let ceiling_ms = 500.0;
     let relay = Relay::start_on(&format!("{}:0", ns.host_ip), &["--max-latency", "500"]);
     let url = format!("ws://{}/ws/watch/slow", relay.addr);
-    // The slow viewer, inside the namespace, behind the 5 Mbit/s link.
+    // The slow viewer, inside the namespace, behind the 5 Mbit/s link: this test
+    // binary again, running `slow_viewer` below, which prints each frame's latency.
     let mut slow = Guard(
         Command::new("ip")
             .args(["netns", "exec", &ns.name])
-            .arg(bin("vswa-recv"))
-            .args([
-                "--url",
-                &url,
-                "--duration",
-                &SECONDS.to_string(),
-                "--stats-json",
-            ])
-            .args(["--connect-timeout", "20"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "slow_viewer", "--nocapture"])
+            .env(VIEWER_URL, &url)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -188,26 +183,93 @@ fn slow_viewer_stays_under_the_ceiling_and_prompt_viewers_are_unaffected() {
         let stats = publisher.finish().await.unwrap();
         (stats.sent, counter.await.unwrap())
     });
-    let status = wait_with_limit(&mut slow.0, Duration::from_secs(60)).expect("vswa-recv exits");
+    let status =
+        wait_with_limit(&mut slow.0, Duration::from_secs(60)).expect("the slow viewer exits");
+    let out = String::from_utf8_lossy(&slow_out.join().unwrap()).into_owned();
     let err = String::from_utf8_lossy(&slow_err.join().unwrap()).into_owned();
-    assert!(status.success(), "{err}");
-    let summary: serde_json::Value = serde_json::from_slice(&slow_out.join().unwrap()).unwrap();
-    eprintln!("published {sent}, prompt viewer got {prompt_got}; slow viewer: {summary}");
+    assert!(status.success(), "{out}\n{err}");
+    // "frame SECONDS_SINCE_FIRST LATENCY_MS" per frame.
+    let frames: Vec<(f64, f64)> = out
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.strip_prefix("frame ")?.split(' ');
+            Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+        })
+        .collect();
+    let mut latencies: Vec<f64> = frames.iter().map(|f| f.1).collect();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+    eprintln!(
+        "published {sent}; prompt viewer got {prompt_got}; slow viewer got {}: p50 {:.0} ms, p90 {:.0}, p99 {:.0}, max {:.0}; over the ceiling at {:?}",
+        frames.len(),
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        pct(1.0),
+        frames.iter().filter(|f| f.1 > ceiling_ms).collect::<Vec<_>>()
+    );
     // The prompt viewer is unaffected by the slow one.
     assert!(
         prompt_got as f64 >= 0.99 * sent as f64,
         "prompt viewer got {prompt_got} of {sent}"
     );
     // The slow one drops (it cannot take a quarter of the stream) ...
-    let frames = summary["frames"].as_u64().unwrap();
     assert!(
-        frames > 0 && frames < sent * 2 / 3,
-        "slow viewer got {frames} of {sent}: {summary}"
+        !frames.is_empty() && (frames.len() as u64) < sent * 2 / 3,
+        "slow viewer got {} of {sent}",
+        frames.len()
     );
-    // ... and what it gets is never older than the ceiling (+100 ms).
-    let p99 = summary["latency_ms"]["p99"].as_f64().unwrap();
+    // ... and what it gets is not older than the ceiling: nine frames in ten under it,
+    // and every one within ceiling + 100 ms once the connection is past its first
+    // second (TCP slow start on the new connection can overshoot the link's 50 ms
+    // queue; the relay cannot undo a retransmission).
+    assert!(pct(0.9) <= ceiling_ms, "p90 {} ms", pct(0.9));
+    let settled_max = frames
+        .iter()
+        .filter(|f| f.0 >= 1.0)
+        .map(|f| f.1)
+        .fold(0.0, f64::max);
     assert!(
-        p99 <= ceiling_ms + 100.0,
-        "slow viewer p99 {p99} ms: {summary}"
+        settled_max <= ceiling_ms + 100.0,
+        "a frame {settled_max} ms old after the first second"
     );
+}
+
+/// Env var that makes `slow_viewer` run (it is the namespace side of the test above).
+const VIEWER_URL: &str = "VSWA_SLOW_VIEWER_URL";
+
+/// The slow viewer: watches the URL in `VSWA_SLOW_VIEWER_URL` for `SECONDS` and prints
+/// `frame T LATENCY_MS` per frame (T: seconds since its first frame; latency corrected
+/// by clock sync). Run by the test above inside its namespace; a no-op otherwise.
+#[test]
+#[ignore = "the namespace side of slow_viewer_stays_under_the_ceiling_and_prompt_viewers_are_unaffected"]
+fn slow_viewer() {
+    let Ok(url) = std::env::var(VIEWER_URL) else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut config = SubscriberConfig::new(url);
+        config.initial_timeout = Duration::from_secs(20);
+        let mut sub = Subscriber::connect(config).await.unwrap();
+        let mut first: Option<std::time::Instant> = None;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(SECONDS + 10);
+        while let Ok(Ok(event)) = tokio::time::timeout_at(deadline, sub.next()).await {
+            if let SubscriberEvent::Frame {
+                frame,
+                received_us,
+                capture_us,
+                ..
+            } = event
+            {
+                let start = *first.get_or_insert_with(std::time::Instant::now);
+                let captured = capture_us.unwrap_or(frame.header().timestamp_us);
+                let latency_ms = (received_us as f64 - captured as f64) / 1000.0;
+                println!("frame {:.3} {latency_ms:.1}", start.elapsed().as_secs_f64());
+                if start.elapsed() >= Duration::from_secs(SECONDS - 1) {
+                    break;
+                }
+            }
+        }
+    });
 }
