@@ -1,7 +1,8 @@
 //! Issue 12: the latency ceiling holds on a slow link, not only on loopback. A viewer in
-//! a network namespace behind a 5 Mbit/s `tbf` link watches a 20 Mbit/s stream: its
-//! latency stays under `--max-latency` (+100 ms) while it drops frames, and a prompt
-//! viewer of the same stream on the host gets at least 99% of them.
+//! a network namespace behind a 5 Mbit/s `tbf` link watches a 20 Mbit/s stream: it
+//! drops frames, nine in ten of those it gets arrive under `--max-latency`, and after
+//! its connection's first second none later than the ceiling + 100 ms; a prompt viewer
+//! of the same stream on the host gets at least 99% of the frames.
 //!
 //! Needs root and iproute2 (`ip netns`, `tc`); skips with the reason otherwise (a
 //! failure under `VSWA_REQUIRE_TOOLS=1`, as in CI). All traffic stays on this machine:
@@ -12,7 +13,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{bin, wait_with_limit, Relay};
+use common::{wait_with_limit, Relay};
 use vswa_client::{Publisher, PublisherConfig, Subscriber, SubscriberConfig, SubscriberEvent};
 use vswa_protocol::{Frame, FrameHeader};
 use vswa_testkit::{tools_required, wait_for_viewer, Guard};
