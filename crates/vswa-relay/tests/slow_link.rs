@@ -98,7 +98,7 @@ impl Drop for SlowNamespace {
 /// 80 000-byte frames at 30 fps: 19.2 Mbit/s, four times the slow link.
 const FRAME_BYTES: usize = 80_000;
 const FPS: u64 = 30;
-const SECONDS: u64 = 12;
+const SECONDS: u64 = 20;
 
 fn jpeg_like(sequence: u64) -> Frame {
     let mut payload = vec![0x55u8; FRAME_BYTES];
@@ -220,10 +220,12 @@ fn slow_viewer_stays_under_the_ceiling_and_prompt_viewers_are_unaffected() {
         "slow viewer got {} of {sent}",
         frames.len()
     );
-    // ... and what it gets is not older than the ceiling: nine frames in ten under it,
-    // and every one within ceiling + 100 ms once the connection is past its first
-    // second (TCP slow start on the new connection can overshoot the link's 50 ms
-    // queue; the relay cannot undo a retransmission).
+    // ... and what it gets is not older than the ceiling: p99 within ceiling + 100 ms
+    // over the 20 s, nine frames in ten under the ceiling, and every one within
+    // ceiling + 100 ms once the connection is past its first second (TCP slow start on
+    // the new connection can overshoot the link's 50 ms queue; the relay cannot undo a
+    // retransmission).
+    assert!(pct(0.99) <= ceiling_ms + 100.0, "p99 {} ms", pct(0.99));
     assert!(pct(0.9) <= ceiling_ms, "p90 {} ms", pct(0.9));
     let settled_max = frames
         .iter()

@@ -22,6 +22,7 @@ const stats = {
   received: 0, // binary frames received
   fps: 0,
   latencyMs: null, // capture -> drawn, clock-corrected when clockSynced
+  rawLatencyMs: null, // the same frame, from its timestamp as stamped (no correction)
   clockSynced: false,
   rttMs: null, // round trip of the clock sample in use
   late: 0, // frames not drawn because older than maxLatencyMs
@@ -302,9 +303,11 @@ async function pump() {
     stats.placeholder = Boolean(header.flags & FLAGS.PLACEHOLDER);
     stats.clockSynced = captured !== null;
     stats.rttMs = stats.clockSynced ? sync.best().rttUs / 1000 : null;
+    const drawnUs = nowUs();
     stats.latencyMs = header.timestampUs > 0n
-      ? (nowUs() - (captured ?? Number(header.timestampUs))) / 1000
+      ? (drawnUs - (captured ?? Number(header.timestampUs))) / 1000
       : null;
+    stats.rawLatencyMs = header.timestampUs > 0n ? (drawnUs - Number(header.timestampUs)) / 1000 : null;
     if (stats.latencyMs !== null) {
       stats.latencyHistory.push(stats.latencyMs);
       if (stats.latencyHistory.length > LATENCY_HISTORY) stats.latencyHistory.shift();
