@@ -1,12 +1,13 @@
 // Peer relay for bench/compare.sh: the jsmpeg websocket-relay pattern on the `ws` package.
 // One publisher per stream (/ws/publish/NAME); every binary message it sends goes out
 // unchanged to every open viewer (/ws/watch/NAME) with client.send(data).
-// Usage: node relay.js [PORT]  (or PORT=... ; listens on 127.0.0.1)
+// Usage: node relay.js [PORT]  (or PORT=... ; listens on 127.0.0.1, or on HOST=...)
 'use strict';
 const http = require('http');
 const WebSocket = require('ws');
 
 const port = Number(process.argv[2] || process.env.PORT || 8081);
+const host = process.env.HOST || '127.0.0.1';
 const viewers = new Map(); // stream name -> Set of sockets
 
 const server = http.createServer((req, res) => {
@@ -43,6 +44,6 @@ server.on('upgrade', (req, socket, head) => {
   });
 });
 
-server.listen(port, '127.0.0.1', () => {
-  console.error(`node-ws relay listening on ws://127.0.0.1:${port}`);
+server.listen(port, host, () => {
+  console.error(`node-ws relay listening on ws://${host}:${port}`);
 });
