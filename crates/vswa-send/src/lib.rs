@@ -237,15 +237,11 @@ pub async fn send_on_demand(
 ) -> Result<SendStatus, SendError> {
     let started = Instant::now();
     tokio::pin!(shutdown);
-    let publisher = tokio::select! {
-        publisher = Publisher::connect(publisher) => match publisher {
-            Ok(p) => p,
-            Err(error @ (ClientError::Unreachable { .. } | ClientError::Lost(_))) => {
-                return Err(SendError::Unreachable { error, waited: started.elapsed() })
-            }
-            Err(e) => return Err(e.into()),
-        },
-        () = &mut shutdown => return Ok(SendStatus { elapsed: started.elapsed(), ..SendStatus::default() }),
+    let Some(publisher) = connect_unless(publisher, started, shutdown.as_mut()).await? else {
+        return Ok(SendStatus {
+            elapsed: started.elapsed(),
+            ..SendStatus::default()
+        });
     };
     let mut viewers = publisher.viewers();
     // Counters of pipelines already closed, and the one running (if any).
@@ -332,6 +328,25 @@ pub async fn send_on_demand(
     })
 }
 
+/// Connects, or `None` if `shutdown` completes first. A relay that could not be reached
+/// within the connect timeout is reported with how long it was tried.
+async fn connect_unless(
+    config: PublisherConfig,
+    started: Instant,
+    shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Result<Option<Publisher>, SendError> {
+    tokio::select! {
+        publisher = Publisher::connect(config) => match publisher {
+            Ok(p) => Ok(Some(p)),
+            Err(error @ (ClientError::Unreachable { .. } | ClientError::Lost(_))) => {
+                Err(SendError::Unreachable { error, waited: started.elapsed() })
+            }
+            Err(e) => Err(e.into()),
+        },
+        () = shutdown => Ok(None),
+    }
+}
+
 /// Stops a live pipeline, bounded like a stop on a signal.
 async fn stop_pipeline(pipeline: vswa_capture::Pipeline) -> Result<PipelineStats, SendError> {
     let so_far = pipeline.stats();
@@ -372,15 +387,11 @@ pub async fn send(
 ) -> Result<SendStatus, SendError> {
     let started = Instant::now();
     tokio::pin!(shutdown);
-    let publisher = tokio::select! {
-        publisher = Publisher::connect(publisher) => match publisher {
-            Ok(p) => p,
-            Err(error @ (ClientError::Unreachable { .. } | ClientError::Lost(_))) => {
-                return Err(SendError::Unreachable { error, waited: started.elapsed() })
-            }
-            Err(e) => return Err(e.into()),
-        },
-        () = &mut shutdown => return Ok(SendStatus { elapsed: started.elapsed(), ..SendStatus::default() }),
+    let Some(publisher) = connect_unless(publisher, started, shutdown.as_mut()).await? else {
+        return Ok(SendStatus {
+            elapsed: started.elapsed(),
+            ..SendStatus::default()
+        });
     };
     let live = source.is_live();
     let mut pipeline = source.start();
