@@ -6,8 +6,11 @@
 use std::time::Duration;
 
 use http::HeaderMap;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
+use base64::Engine;
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use vswa_protocol::StreamName;
 
@@ -151,12 +154,66 @@ pub fn mint_token(
         exp: now_unix.saturating_add(ttl.as_secs()),
         iat: now_unix,
     };
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret),
-    )
-    .map_err(|e| TokenError::Invalid(e.to_string()))
+    let claims = serde_json::to_vec(&claims).map_err(|e| TokenError::Invalid(e.to_string()))?;
+    let signing_input = format!(
+        "{}.{}",
+        BASE64URL.encode(JWT_HEADER),
+        BASE64URL.encode(claims)
+    );
+    let mut mac = hmac(secret)?;
+    mac.update(signing_input.as_bytes());
+    let signature = BASE64URL.encode(mac.finalize().into_bytes());
+    Ok(format!("{signing_input}.{signature}"))
+}
+
+/// The JOSE header of every token minted here (RFC 7519; the same bytes as the JWT
+/// library the relay used before, so tokens minted by older relays still verify).
+const JWT_HEADER: &str = r#"{"typ":"JWT","alg":"HS256"}"#;
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn hmac(secret: &[u8]) -> Result<HmacSha256, TokenError> {
+    // HMAC takes keys of any length; the error case cannot happen.
+    HmacSha256::new_from_slice(secret).map_err(|e| TokenError::Invalid(e.to_string()))
+}
+
+/// Checks a compact JWT's form, that its header says HS256 (never `none` or another
+/// algorithm, whatever the token claims) and its HMAC-SHA256 signature under `secret`
+/// (compared in constant time); returns the claims' JSON bytes.
+fn verified_claims(secret: &[u8], token: &str) -> Result<Vec<u8>, TokenError> {
+    let invalid = |why: &str| TokenError::Invalid(why.to_string());
+    let mut parts = token.split('.');
+    let (Some(header), Some(claims), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid("not a JWT (header.claims.signature)"));
+    };
+    let header_json: serde_json::Value = BASE64URL
+        .decode(header)
+        .ok()
+        .and_then(|h| serde_json::from_slice(&h).ok())
+        .ok_or_else(|| invalid("the header is not base64url JSON"))?;
+    match header_json.get("alg").and_then(|a| a.as_str()) {
+        Some("HS256") => {}
+        other => {
+            return Err(TokenError::Invalid(format!(
+                "algorithm {} is not HS256",
+                other.unwrap_or("(none)")
+            )))
+        }
+    }
+    let signature = BASE64URL
+        .decode(signature)
+        .map_err(|_| invalid("the signature is not base64url"))?;
+    let mut mac = hmac(secret)?;
+    mac.update(header.as_bytes());
+    mac.update(b".");
+    mac.update(claims.as_bytes());
+    mac.verify_slice(&signature)
+        .map_err(|_| invalid("InvalidSignature"))?;
+    BASE64URL
+        .decode(claims)
+        .map_err(|_| invalid("the claims are not base64url"))
 }
 
 /// Verifies a scoped token's signature and expiry (at `now_unix`, seconds) and that it
@@ -168,14 +225,10 @@ pub fn verify_token(
     stream: &StreamName,
     now_unix: u64,
 ) -> Result<ScopedClaims, TokenError> {
-    let mut validation = Validation::new(Algorithm::HS256);
-    // Expiry is checked below against the caller's clock, to give a precise message.
-    validation.validate_exp = false;
-    validation.set_required_spec_claims(&["exp", "sub"]);
-    let claims =
-        jsonwebtoken::decode::<ScopedClaims>(token, &DecodingKey::from_secret(secret), &validation)
-            .map_err(|e| TokenError::Invalid(e.to_string()))?
-            .claims;
+    // `exp`, `sub` and `role` are required fields; expiry is checked below against the
+    // caller's clock, to give a precise message.
+    let claims: ScopedClaims = serde_json::from_slice(&verified_claims(secret, token)?)
+        .map_err(|e| TokenError::Invalid(format!("claims: {e}")))?;
     if claims.exp <= now_unix {
         return Err(TokenError::Expired {
             exp: claims.exp,
@@ -325,6 +378,32 @@ mod tests {
         assert!(mint_token(s, "../x", TokenRole::Watch, now, ttl).is_err());
         assert!(mint_token(s, "a*b", TokenRole::Watch, now, ttl).is_err());
         assert!(mint_token(s, "*", TokenRole::Watch, now, ttl).is_ok());
+    }
+
+    #[test]
+    fn hs256_signatures_match_the_rfc_example_and_other_algorithms_are_refused() {
+        // The well-known HS256 example token (jwt.io's), secret "your-256-bit-secret".
+        let token = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
+        let claims = verified_claims(b"your-256-bit-secret", token).unwrap();
+        assert!(String::from_utf8(claims).unwrap().contains("John Doe"));
+        assert!(verified_claims(b"other", token).is_err());
+        // alg "none" with an empty signature, and HS512, are refused.
+        let none = format!(
+            "{}.{}.",
+            BASE64URL.encode(r#"{"alg":"none","typ":"JWT"}"#),
+            token.split('.').nth(1).unwrap()
+        );
+        let err = verified_claims(b"your-256-bit-secret", &none).unwrap_err();
+        assert!(err.to_string().contains("not HS256"), "{err}");
+        let hs512 = format!(
+            "{}.{}",
+            BASE64URL.encode(r#"{"alg":"HS512"}"#),
+            token.split_once('.').unwrap().1
+        );
+        assert!(verified_claims(b"your-256-bit-secret", &hs512).is_err());
+        for junk in ["", "a.b", "a.b.c.d", "!!.??.##"] {
+            assert!(verified_claims(b"s", junk).is_err(), "{junk:?}");
+        }
     }
 
     #[test]
