@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Side-by-side relay benchmark on loopback: vswa-relay, Node `ws` (jsmpeg relay pattern)
 # and Python `websockets` (broadcast), each driven by the same `vswa-bench sweep`, plus
-# iperf3 loopback TCP throughput as the physical limit. Writes bench/results/.
+# iperf3 loopback TCP throughput as the physical limit and `vswa-bench floor` (one thread,
+# one non-blocking write of the same bytes per viewer, nothing else) as the kernel floor;
+# the tables divide each relay's CPU and p99 by the floor's. Writes bench/results/.
 #
 #   bench/compare.sh            full run (25 000 and 100 000-byte frames, up to 2000 viewers)
 #   QUICK=1 bench/compare.sh    smoke run (small counts, short runs)
@@ -25,7 +27,7 @@ else
 fi
 FPS=${FPS:-30}
 SIZES=${SIZES:-25000 100000}
-RELAYS=${RELAYS:-vswa-relay node-ws python-websockets}
+RELAYS=${RELAYS:-vswa-relay node-ws python-websockets floor}
 
 log() { echo "compare.sh: $*" >&2; }
 
@@ -64,6 +66,7 @@ start_relay() { # name port
     vswa-relay) RUST_LOG=warn "$RELAY" --listen "127.0.0.1:$2" >"$OUT/$1.log" 2>&1 & ;;
     node-ws) node bench/peers/node-ws/relay.js "$2" >"$OUT/$1.log" 2>&1 & ;;
     python-websockets) python3 bench/peers/python-websockets/relay.py "$2" >"$OUT/$1.log" 2>&1 & ;;
+    floor) "$BENCH" floor --listen "127.0.0.1:$2" >"$OUT/$1.log" 2>&1 & ;;
     *) log "unknown relay $1"; exit 2 ;;
     esac
     RELAY_PID=$!
@@ -106,7 +109,7 @@ IPERF_MBS=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("
 log "iperf3 loopback: $IPERF_MBS MB/s"
 
 # --- sweeps -------------------------------------------------------------------------
-# All three relays run at once on their own ports (an idle relay costs nothing), and the
+# All relays run at once on their own ports (an idle relay costs nothing), and the
 # viewer counts are interleaved: count 1 on each relay, then count 2 on each, ... so slow
 # drifts in machine load hit every relay alike. A relay whose delivery fell under 50% is
 # not driven further (vswa-bench sweep stops on collapse; its CSV keeps the last row).

@@ -1,10 +1,13 @@
-//! The `vswa-bench` command line: subcommands `fanout`, `sweep` and `plot`, and [`run`].
+//! The `vswa-bench` command line: subcommands `fanout`, `sweep`, `plot` and `floor`, and
+//! [`run`].
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::fanout::{self, FanoutConfig, FanoutReport};
-use crate::sweep;
+use crate::{floor, sweep};
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 /// Load tool for VSWA relays: many viewers, one publisher, latency and delivery figures.
@@ -65,6 +68,12 @@ pub enum Command {
         /// Also write a markdown table here.
         #[arg(long)]
         table: Option<PathBuf>,
+    },
+    /// Serves the kernel floor: a minimal fan-out writer to compare relays against.
+    Floor {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: SocketAddr,
     },
 }
 
@@ -211,6 +220,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 std::fs::write(&t, sweep::markdown_table(&rows))?;
             }
         }
+        // One thread of its own: a current-thread runtime, off this multi-thread one.
+        Command::Floor { listen } => tokio::task::spawn_blocking(move || floor::run(listen))
+            .await
+            .context("the floor thread panicked")??,
     }
     Ok(())
 }

@@ -8,6 +8,8 @@
 //! - [`client`]: the minimal WebSocket client the viewers use (one reused read buffer,
 //!   only the 32-byte VSWA header is decoded).
 //! - [`hist`]: the fixed-bucket latency histogram.
+//! - [`floor`]: the kernel floor, a minimal fan-out writer (`vswa-bench floor`) that
+//!   `bench/compare.sh` runs as a fourth relay to give every relay's cost a lower bound.
 //!
 //! It leaves starting relays and the comparison to `bench/compare.sh`.
 #![warn(missing_docs)]
@@ -15,6 +17,7 @@
 pub mod cli;
 pub mod client;
 pub mod fanout;
+pub mod floor;
 pub mod hist;
 pub mod procstat;
 pub mod sweep;

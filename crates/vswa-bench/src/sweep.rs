@@ -253,15 +253,26 @@ pub fn plot(rows: &[Row], out: &Path, prefix: &str, title: &str) -> anyhow::Resu
     Ok(())
 }
 
+/// The sweep label of the kernel floor (`vswa-bench floor`), which [`markdown_table`]
+/// divides by.
+pub const FLOOR_LABEL: &str = "floor";
+
 /// A markdown table of rows: relay, frame size, viewers, delivered, p50, p99, CPU, RSS.
+/// When rows labelled [`FLOOR_LABEL`] are present, two more columns give each row's
+/// relay CPU and p99 divided by the floor's at the same frame size and viewer count.
 pub fn markdown_table(rows: &[Row]) -> String {
+    let has_floor = rows.iter().any(|r| r.label == FLOOR_LABEL);
     let mut s = String::from(
-        "| relay | frame bytes | viewers | delivered | delivered MB/s | p50 ms | p99 ms | relay CPU (cores) | RSS connected MiB | RSS peak MiB |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| relay | frame bytes | viewers | delivered | delivered MB/s | p50 ms | p99 ms | relay CPU (cores) | RSS connected MiB | RSS peak MiB |",
     );
+    s.push_str(if has_floor {
+        " CPU ÷ floor | p99 ÷ floor |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    } else {
+        "\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    });
     let opt = |v: Option<f64>, p: usize| v.map_or("-".into(), |v| format!("{v:.p$}"));
     for r in rows {
-        let _ = writeln!(
+        let _ = write!(
             s,
             "| {} | {} | {} | {:.2}% | {:.0} | {:.1} | {:.1} | {} | {} | {} |",
             r.label,
@@ -275,6 +286,22 @@ pub fn markdown_table(rows: &[Row]) -> String {
             opt(r.rss_connected, 1),
             opt(r.rss_peak, 1),
         );
+        if has_floor {
+            let floor = rows.iter().find(|f| {
+                f.label == FLOOR_LABEL && f.frame_bytes == r.frame_bytes && f.viewers == r.viewers
+            });
+            let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+                _ => "-".into(),
+            };
+            let _ = write!(
+                s,
+                " {} | {} |",
+                ratio(r.cpu, floor.and_then(|f| f.cpu)),
+                ratio(Some(r.p99), floor.map(|f| f.p99)),
+            );
+        }
+        s.push('\n');
     }
     s
 }
@@ -291,5 +318,19 @@ mod tests {
         assert_eq!(rows[0].p99, 3.5);
         assert_eq!(rows[0].cpu, Some(0.15));
         assert!(markdown_table(&rows).contains("| vswa | 25000 | 100 | 99.90% |"));
+        assert!(!markdown_table(&rows).contains("floor"));
+    }
+
+    #[test]
+    fn ratios_to_the_floor() {
+        let relay =
+            "vswa,100,100,25000,30,300,1,75.1,1.20,2.00,4.00,9.00,0,0,1.500,0.150,10.0,20.0,2.000";
+        let floor =
+            "floor,100,100,25000,30,300,1,75.1,1.00,2.00,2.00,9.00,0,0,0.500,0.050,1.0,2.0,2.000";
+        let rows = read_csv(&format!("{CSV_HEADER}\n{relay}\n{floor}\n")).unwrap();
+        let t = markdown_table(&rows);
+        assert!(t.contains("| CPU ÷ floor | p99 ÷ floor |"), "{t}");
+        assert!(t.contains("| 20.0 | 3.00 | 2.00 |"), "{t}");
+        assert!(t.contains("| 2.0 | 1.00 | 1.00 |"), "{t}");
     }
 }

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use http::HeaderMap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL;
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
