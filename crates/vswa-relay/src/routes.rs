@@ -342,12 +342,16 @@ async fn mjpeg(
         Err(e) => return hub_error_response(e),
     };
     let grace = state.config.end_grace;
+    let max_latency = state.config.max_latency;
+    let lag_seconds = metrics::histogram!("vswa_viewer_lag_seconds", "stream" => name.to_string());
     let shutdown = state.shutdown.clone();
     // Like a WebSocket viewer, wait `end_grace` for a publisher that has not come yet.
     let waiting = !viewer.stream().is_live();
     let parts = futures_util::stream::unfold(
         (viewer, shutdown, waiting),
-        move |(mut viewer, shutdown, ended)| async move {
+        move |(mut viewer, shutdown, ended)| {
+            let lag_seconds = lag_seconds.clone();
+            async move {
             loop {
                 if shutdown.is_triggered() {
                     return None;
@@ -374,6 +378,18 @@ async fn mjpeg(
                         if jpeg.is_empty() {
                             continue;
                         }
+                        // The latency ceiling, as for WebSocket viewers (without the
+                        // link-pace prediction: hyper owns this socket's writes).
+                        let age = out.age(
+                            tokio::time::Instant::now(),
+                            vswa_protocol::timestamp_us(std::time::SystemTime::now()),
+                        );
+                        if !max_latency.is_zero() && age > max_latency {
+                            viewer.skip_late();
+                            continue;
+                        }
+                        viewer.stats().record_lag(age);
+                        lag_seconds.record(age.as_secs_f64());
                         let head = format!(
                             "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
                             jpeg.len()
@@ -392,6 +408,7 @@ async fn mjpeg(
                     }
                     Item::End(_) => return None,
                 }
+            }
             }
         },
     )
