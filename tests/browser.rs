@@ -628,6 +628,12 @@ fn broadcast_fake_camera_reaches_vswa_recv_in(engine: Engine) {
                 status.success(),
                 "vswa-recv failed ({status}): {stderr}; page: {state}"
             );
+            // The page ran clock sync and sent `clock`, so vswa-recv's latency is
+            // corrected.
+            ensure!(
+                stderr.contains("(clock-synced)"),
+                "vswa-recv's latency is not clock-synced: {stderr}; page: {state}"
+            );
             let mut files: Vec<_> = std::fs::read_dir(out_dir)?
                 .filter_map(Result::ok)
                 .map(|e| e.path())

@@ -4,7 +4,7 @@
 // over ~1 MB buffered or the previous encode is still running. Reconnects with backoff.
 // ?autostart=1&width=640&height=480&fps=15&quality=0.8 starts without a click (tests).
 // Exposes window.vswaBroadcast = {sent, skipped, fps, state, viewers, ...}.
-import { buildFrame, FLAGS, wsUrl, streamFromPath, tokenFromQuery, withToken, backoffMs, STREAM_NAME_RE } from './vswa.js';
+import { buildFrame, FLAGS, wsUrl, streamFromPath, tokenFromQuery, withToken, backoffMs, STREAM_NAME_RE, ClockSync, nowUs } from './vswa.js';
 
 const MAX_BUFFERED = 1 << 20; // skip frames while more than ~1 MB waits in the socket
 const stream = streamFromPath();
@@ -15,6 +15,7 @@ const video = $('preview');
 const B = {
   sent: 0, skipped: 0, fps: 0, kbps: 0, viewers: 0, bytes: 0,
   width: 0, height: 0, sequence: -1, state: 'idle', message: '',
+  clockRttMs: null, // round trip of the clock sample last reported to the relay
 };
 window.vswaBroadcast = B;
 
@@ -31,6 +32,10 @@ let retryTimer = null;
 let countdownTimer = null;
 let cameraRetryTimer = null;
 let canvas = null;
+// Clock sync with the relay, like every publisher (docs/PROTOCOL.md): viewers can then
+// put this page's capture timestamps on their own clocks.
+const sync = new ClockSync();
+let clockReported = null; // the publisher_offset_us last sent in `clock`
 const sendLog = []; // {t, bytes} of sent frames in the last 2 s
 
 // ---- UI helpers ----
@@ -218,6 +223,27 @@ async function encodeAndSend(sequence) {
   sendLog.push({ t: performance.now(), bytes: frame.length });
 }
 
+// ---- clock sync ----
+
+// Sends a `time` request when one is due (a burst after hello, then every 10 s).
+function clockTick() {
+  if (!ws || ws.readyState !== WebSocket.OPEN || !gotHello) return;
+  const now = nowUs();
+  if (sync.due(now)) ws.send(sync.request(now));
+}
+
+// Tells the relay this page's clock offset: after the first sample, then whenever the
+// estimate moves by more than 1 ms.
+function reportClock() {
+  const best = sync.best();
+  if (!best || !ws || ws.readyState !== WebSocket.OPEN) return;
+  if (clockReported !== null && Math.abs(best.offsetUs - clockReported) <= 1000) return;
+  ws.send(JSON.stringify({ type: 'clock', publisher_offset_us: best.offsetUs, rtt_us: best.rttUs }));
+  clockReported = best.offsetUs;
+  B.clockRttMs = best.rttUs / 1000;
+}
+setInterval(clockTick, 100);
+
 // ---- WebSocket ----
 
 function connect() {
@@ -241,7 +267,15 @@ function onControl(text) {
     attempt = 0;
     failedBeforeHello = 0;
     maxPayload = Number(msg.max_payload_len) > 0 ? Number(msg.max_payload_len) - 32 : Infinity;
+    sync.reset();
+    clockReported = null;
     setState('live', '');
+    clockTick();
+  } else if (msg.type === 'time') {
+    if (msg.t1 !== undefined && sync.onResponse(msg, nowUs())) {
+      reportClock();
+      clockTick();
+    }
   } else if (msg.type === 'viewers') {
     B.viewers = Number(msg.count) || 0;
     renderStats();
