@@ -7,10 +7,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use vswa_testkit::{assert_no_panic, bin, http_get_body, wait_for, wait_with_limit, Relay};
-
-/// The promise under test: exit within 2 s of the signal.
-const EXIT_LIMIT: Duration = Duration::from_secs(2);
+use vswa_testkit::{assert_stops_on_signal as stops_on, bin, http_get_body, wait_for, Relay};
 
 fn sender(url: &str, extra: &[&str], stdin: Stdio) -> Child {
     Command::new(bin("vswa-send"))
@@ -21,38 +18,6 @@ fn sender(url: &str, extra: &[&str], stdin: Stdio) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start vswa-send")
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .expect("run kill")
-        .success();
-    assert!(ok, "kill {sig} failed");
-}
-
-/// Sends `sig` and checks the process exits within [`EXIT_LIMIT`], without a panic.
-fn stops_on(mut child: Child, sig: &str, state: &str) {
-    signal(&child, sig);
-    let status = wait_with_limit(&mut child, EXIT_LIMIT);
-    let stderr = child
-        .stderr
-        .take()
-        .map(|mut e| {
-            let mut s = String::new();
-            let _ = std::io::Read::read_to_string(&mut e, &mut s);
-            s
-        })
-        .unwrap_or_default();
-    let status = status.unwrap_or_else(|| {
-        panic!("{state}: vswa-send still running {EXIT_LIMIT:?} after {sig}; stderr:\n{stderr}")
-    });
-    assert_no_panic(&stderr);
-    assert!(
-        status.code().is_some(),
-        "{state}: killed by a signal instead of exiting: {status:?}\n{stderr}"
-    );
 }
 
 /// Waits until the relay lists `name` as live (the sender is connected and sending).

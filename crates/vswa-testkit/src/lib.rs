@@ -281,6 +281,41 @@ pub fn run_with_limit(cmd: &mut Command, limit: Duration) -> Finished {
     }
 }
 
+/// How soon a program must exit after SIGINT or SIGTERM, in every state (issue 16).
+pub const SIGNAL_EXIT_LIMIT: Duration = Duration::from_secs(2);
+
+/// Sends `sig` (`"-INT"`, `"-TERM"`) to `child` and checks that it exits within
+/// [`SIGNAL_EXIT_LIMIT`] with an exit status (not killed by the signal) and without a
+/// panic; `state` names what it was doing, for the failure message. Reads its stderr if
+/// that was piped.
+pub fn assert_stops_on_signal(mut child: Child, sig: &str, state: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("run kill")
+        .success();
+    assert!(ok, "kill {sig} failed");
+    let status = wait_with_limit(&mut child, SIGNAL_EXIT_LIMIT);
+    let stderr = child
+        .stderr
+        .take()
+        .map(|mut e| {
+            let mut s = String::new();
+            let _ = e.read_to_string(&mut s);
+            s
+        })
+        .unwrap_or_default();
+    let status = status.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("{state}: still running {SIGNAL_EXIT_LIMIT:?} after {sig}; stderr:\n{stderr}")
+    });
+    assert_no_panic(&stderr);
+    assert!(
+        status.code().is_some(),
+        "{state}: killed by a signal instead of exiting: {status:?}\n{stderr}"
+    );
+}
+
 /// Waits for `child` up to `limit`; kills it and returns `None` on timeout.
 pub fn wait_with_limit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + limit;
