@@ -9,7 +9,7 @@ use vswa_protocol::recording::RecordingError;
 pub enum CaptureError {
     /// A source spec string is not one of the known forms.
     #[error(
-        "unknown source {spec:?}: use test, camera, camera:INDEX, mjpeg:- (stdin), mjpeg:PATH or replay:FILE"
+        "unknown source {spec:?}: use test, camera, camera:INDEX, mjpeg:- (stdin), mjpeg:PATH, h264:- (stdin), h264:PATH or replay:FILE"
     )]
     InvalidSpec {
         /// The rejected spec.
@@ -57,6 +57,21 @@ pub enum CaptureError {
         /// Bytes read before the input ended.
         bytes: u64,
     },
+    /// An H.264 input ended without a single whole access unit in it: there was
+    /// nothing to send.
+    #[error("no H.264 access unit found in {} ({bytes} bytes read; expected an Annex B byte stream, e.g. from `ffmpeg ... -f h264 -`)", input_name(what))]
+    NoH264 {
+        /// What was read (`stdin` or a path).
+        what: String,
+        /// Bytes read before the input ended.
+        bytes: u64,
+    },
+    /// H.264 encoding was asked for, but this build has no H.264 encoder.
+    #[error("H.264 encoding needs a build with the `h264` feature (cargo build --release -p vswa-send --features h264); H.264 input (h264:-, replays) passes through without it")]
+    H264Unsupported,
+    /// The H.264 encoder could not be set up or failed for good.
+    #[error("H.264 encoder: {0}")]
+    Encoder(String),
     /// A recording holds no frame to replay.
     #[error("replay of {}: {reason}", path.display())]
     EmptyRecording {

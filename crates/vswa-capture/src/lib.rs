@@ -9,7 +9,8 @@
 //! | `test` | [`TestPattern`]: colour bars, a bouncing box, frame counter and UTC clock |
 //! | `camera`, `camera:INDEX` | a webcam through nokhwa (cargo feature `camera`), wrapped in [`Resilient`] so unplugging yields "NO SIGNAL" frames until it returns |
 //! | `mjpeg:-`, `mjpeg:PATH` | [`MjpegSource`]: concatenated JPEGs from stdin or a file, split by [`MjpegSplitter`] |
-//! | `replay:FILE` | [`ReplaySource`]: the frames of a VSWA recording, at their recorded pace |
+//! | `h264:-`, `h264:PATH` | [`H264Source`]: an H.264 Annex B byte stream, passed through one access unit per frame |
+//! | `replay:FILE` | [`ReplaySource`]: the frames of a VSWA recording (any codec), at their recorded pace |
 //!
 //! Sources block until their next frame is due; [`CaptureThread`] runs one on its own
 //! thread behind a bounded channel. The [`pipeline`] puts capture and `vswa-codec`'s
@@ -32,6 +33,7 @@
 mod camera;
 mod error;
 mod font;
+mod h264;
 mod mjpeg;
 mod pacing;
 pub mod pipeline;
@@ -49,9 +51,11 @@ use bytes::Bytes;
 #[cfg(feature = "camera")]
 pub use camera::CameraSource;
 pub use error::CaptureError;
+pub use h264::H264Source;
 pub use mjpeg::{MjpegSource, MjpegSplitter, DEFAULT_MAX_JPEG_LEN};
 pub use pipeline::{
-    frames_for, OpenedSource, Pipeline, PipelineConfig, PipelineStats, DEFAULT_BACKLOG,
+    frames_for, OpenedSource, Pipeline, PipelineConfig, PipelineStats, VideoCodec, DEFAULT_BACKLOG,
+    DEFAULT_H264_BITRATE_KBPS, DEFAULT_KEYFRAME_INTERVAL,
 };
 pub use replay::ReplaySource;
 pub use resilient::Resilient;
@@ -73,6 +77,17 @@ pub enum FrameContent {
         /// The JPEG, SOI to EOI.
         data: Bytes,
         /// Width in pixels (0 if unknown).
+        width: u16,
+        /// Height in pixels (0 if unknown).
+        height: u16,
+    },
+    /// An already encoded H.264 access unit (Annex B), to be sent as it is.
+    H264 {
+        /// The access unit, from its first start code.
+        data: Bytes,
+        /// Whether it holds an IDR picture (a decoder can start here).
+        keyframe: bool,
+        /// Width in pixels from the stream's SPS (0 if unknown).
         width: u16,
         /// Height in pixels (0 if unknown).
         height: u16,
@@ -126,6 +141,11 @@ pub enum SourceSpec {
         /// The file to read; `None` is stdin.
         path: Option<PathBuf>,
     },
+    /// `h264:-` or `h264:PATH`.
+    H264 {
+        /// The file to read; `None` is stdin.
+        path: Option<PathBuf>,
+    },
     /// `replay:FILE`.
     Replay {
         /// The recording.
@@ -153,6 +173,10 @@ impl FromStr for SourceSpec {
             ("mjpeg", Some(path)) if !path.is_empty() => Ok(SourceSpec::Mjpeg {
                 path: Some(path.into()),
             }),
+            ("h264", Some("-")) => Ok(SourceSpec::H264 { path: None }),
+            ("h264", Some(path)) if !path.is_empty() => Ok(SourceSpec::H264 {
+                path: Some(path.into()),
+            }),
             ("replay", Some(path)) if !path.is_empty() => {
                 Ok(SourceSpec::Replay { path: path.into() })
             }
@@ -169,6 +193,8 @@ impl fmt::Display for SourceSpec {
             SourceSpec::Camera { index } => write!(f, "camera:{index}"),
             SourceSpec::Mjpeg { path: None } => f.write_str("mjpeg:-"),
             SourceSpec::Mjpeg { path: Some(path) } => write!(f, "mjpeg:{}", path.display()),
+            SourceSpec::H264 { path: None } => f.write_str("h264:-"),
+            SourceSpec::H264 { path: Some(path) } => write!(f, "h264:{}", path.display()),
             SourceSpec::Replay { path } => write!(f, "replay:{}", path.display()),
         }
     }
@@ -183,7 +209,7 @@ pub struct SourceConfig {
     /// Picture height, likewise.
     pub height: u32,
     /// Frames per second; `None` is the source's default: 30 for the test pattern,
-    /// cameras and MJPEG files, arrival time for MJPEG on stdin, the recorded pace for
+    /// cameras, MJPEG and H.264 files, arrival time for MJPEG and H.264 on stdin, the recorded pace for
     /// replays.
     pub fps: Option<f64>,
     /// Start a replay over when it reaches the end.
@@ -228,6 +254,22 @@ pub fn open(spec: &SourceSpec, cfg: &SourceConfig) -> Result<Box<dyn Source>, Ca
                 error: source,
             })?;
             Ok(Box::new(MjpegSource::new(
+                Box::new(std::io::BufReader::new(file)),
+                path.display().to_string(),
+                Some(cfg.fps.unwrap_or(DEFAULT_FPS)),
+            )?))
+        }
+        SourceSpec::H264 { path: None } => Ok(Box::new(H264Source::new(
+            Box::new(std::io::stdin()),
+            "stdin",
+            cfg.fps,
+        )?)),
+        SourceSpec::H264 { path: Some(path) } => {
+            let file = std::fs::File::open(path).map_err(|source| CaptureError::Io {
+                what: path.display().to_string(),
+                error: source,
+            })?;
+            Ok(Box::new(H264Source::new(
                 Box::new(std::io::BufReader::new(file)),
                 path.display().to_string(),
                 Some(cfg.fps.unwrap_or(DEFAULT_FPS)),

@@ -32,7 +32,7 @@ pub struct ReplaySource {
     pass_frames: u64,
     /// Frames delivered in all passes, so a recording with none is an error.
     played: u64,
-    /// Frames skipped because they are not JPEG.
+    /// Frames skipped because their codec is unknown to this build.
     skipped: u64,
 }
 
@@ -81,7 +81,7 @@ impl ReplaySource {
         Err(CaptureError::EmptyRecording {
             path: self.path.clone(),
             reason: if self.skipped > 0 {
-                "the recording holds no JPEG frames"
+                "the recording holds no frames of a codec this build knows (JPEG, H.264)"
             } else {
                 "the recording holds no frames, only its file header"
             },
@@ -171,21 +171,31 @@ impl Source for ReplaySource {
                 }
             };
             let (header, payload) = frame.into_parts();
-            if header.codec != Codec::Jpeg {
-                self.skipped += 1;
-                continue;
-            }
+            let content = match header.codec {
+                Codec::Jpeg => FrameContent::Jpeg {
+                    data: payload,
+                    width: header.width,
+                    height: header.height,
+                },
+                Codec::H264 => FrameContent::H264 {
+                    data: payload,
+                    keyframe: header.flags.contains(Flags::KEYFRAME),
+                    width: header.width,
+                    height: header.height,
+                },
+                // A codec added after this build: nothing here can send it.
+                _ => {
+                    self.skipped += 1;
+                    continue;
+                }
+            };
             let delay = self.delay_before(header.timestamp_us);
             self.pacer.wait(delay);
             self.pass_frames += 1;
             self.played += 1;
             return Ok(Some(CapturedFrame {
                 timestamp_us: now_us(),
-                content: FrameContent::Jpeg {
-                    data: payload,
-                    width: header.width,
-                    height: header.height,
-                },
+                content,
                 placeholder: header.flags.contains(Flags::PLACEHOLDER),
             }));
         }

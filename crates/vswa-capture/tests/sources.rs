@@ -49,7 +49,7 @@ fn jpeg_of(frame: &CapturedFrame) -> (&Bytes, u16, u16) {
             width,
             height,
         } => (data, *width, *height),
-        FrameContent::Image(_) => panic!("expected a JPEG frame"),
+        other => panic!("expected a JPEG frame, got {other:?}"),
     }
 }
 
@@ -149,7 +149,7 @@ fn test_pattern_frames_move_and_have_the_requested_size() {
             .iter()
             .map(|f| match &f.content {
                 FrameContent::Image(image) => image,
-                FrameContent::Jpeg { .. } => panic!("test pattern gives images"),
+                other => panic!("test pattern gives images, not {other:?}"),
             })
             .collect();
         for image in &images {
@@ -739,7 +739,7 @@ fn replay_of_an_empty_recording_with_loop_ends() {
 }
 
 /// A recording with nothing to play is an error that says so: a file header and no
-/// frames, a 0-byte file, a header and a cut first frame, frames of another codec only.
+/// frames, a 0-byte file, a header and a cut first frame.
 #[test]
 fn replay_of_a_recording_without_frames_is_an_error() {
     let (header_only, _) = write_recording("header-only.vswa", &[]);
@@ -748,15 +748,6 @@ fn replay_of_a_recording_without_frames_is_an_error() {
     let (_, whole) = write_recording("one.vswa", &recorded(1));
     let cut = temp_path("cut-first.vswa");
     std::fs::write(&cut, &whole[..whole.len() - 5]).unwrap();
-    let mut writer = RecordingWriter::new(Vec::new()).unwrap();
-    let mut header = FrameHeader::jpeg(0, 1, 16, 16);
-    header.codec = vswa_protocol::Codec::H264;
-    writer
-        .write_frame(&Frame::new(header, Bytes::from_static(b"\0\0\0\x01")))
-        .unwrap();
-    let other_codec = temp_path("h264-only.vswa");
-    std::fs::write(&other_codec, writer.into_inner()).unwrap();
-
     let first = |path: &PathBuf| {
         open(&SourceSpec::Replay { path: path.clone() }, &fast(0, 0))
             .and_then(|mut source| source.next_frame())
@@ -766,7 +757,6 @@ fn replay_of_a_recording_without_frames_is_an_error() {
         (&header_only, "holds no frames"),
         (&empty, "the file is empty"),
         (&cut, "0 complete frames"),
-        (&other_codec, "holds no JPEG frames"),
     ] {
         let err = first(path).unwrap_err().to_string();
         assert!(
@@ -838,4 +828,41 @@ fn resilient_source_gives_up_on_a_device_that_never_appears() {
         text.contains("did not appear within 0.15 s") && text.contains("no such device"),
         "{text}"
     );
+}
+
+/// An H.264 recording replays as H.264: each access unit as it was, keyframes flagged.
+#[test]
+fn replay_of_an_h264_recording_passes_its_access_units_through() {
+    let mut writer = RecordingWriter::new(Vec::new()).unwrap();
+    let units: [&[u8]; 3] = [
+        b"\0\0\0\x01\x67\x42\0\0\0\x01\x65\x88",
+        b"\0\0\0\x01\x41\x9A",
+        b"\0\0\x01\x41\x9B",
+    ];
+    for (i, unit) in units.iter().enumerate() {
+        let header = FrameHeader::h264(i as u64, 1000 + i as u64 * 33_000, 320, 240, i == 0);
+        writer
+            .write_frame(&Frame::new(header, Bytes::copy_from_slice(unit)))
+            .unwrap();
+    }
+    let path = temp_path("h264.vswa");
+    std::fs::write(&path, writer.into_inner()).unwrap();
+    let mut source = open(&SourceSpec::Replay { path }, &fast(0, 0)).unwrap();
+    for (i, unit) in units.iter().enumerate() {
+        let frame = source.next_frame().unwrap().expect("a frame");
+        match frame.content {
+            vswa_capture::FrameContent::H264 {
+                data,
+                keyframe,
+                width,
+                height,
+            } => {
+                assert_eq!(&data[..], *unit, "frame {i}");
+                assert_eq!(keyframe, i == 0, "frame {i}");
+                assert_eq!((width, height), (320, 240));
+            }
+            other => panic!("frame {i} is not H.264: {other:?}"),
+        }
+    }
+    assert!(source.next_frame().unwrap().is_none());
 }

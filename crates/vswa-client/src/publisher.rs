@@ -19,7 +19,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
-use vswa_protocol::{ClockSync, ControlMessage, Frame};
+use vswa_protocol::{ClockSync, Codec, ControlMessage, Flags, Frame};
 
 use crate::backoff::Backoff;
 use crate::connect::{connect_with_retry, ClientError, ClientSocket, ConnectOptions};
@@ -66,7 +66,9 @@ impl PublisherConfig {
 pub struct PublisherStats {
     /// Frames written to the socket.
     pub sent: u64,
-    /// Frames dropped because the queue was full or the relay unreachable.
+    /// Frames dropped because the queue was full or the relay unreachable, and H.264
+    /// delta frames dropped because a frame before them was (a decoder could not use
+    /// them; sending resumes at the next keyframe).
     pub dropped: u64,
     /// Bytes written (whole frames, headers included).
     pub bytes: u64,
@@ -97,6 +99,12 @@ struct Shared {
     /// `i64::MIN` until synchronised.
     offset_us: AtomicI64,
     rtt_us: AtomicU64,
+    /// An H.264 frame was dropped for want of room in the queue: delta frames are not
+    /// queued until the next keyframe is. (Losses after the queue are the send task's
+    /// [`Link::gop_broken`]: each side drops in its own order.)
+    gop_broken: AtomicBool,
+    /// A keyframe would let viewers go on sooner (see [`Publisher::take_keyframe_request`]).
+    keyframe_wanted: AtomicBool,
 }
 
 impl Shared {
@@ -109,6 +117,16 @@ impl Shared {
 }
 
 impl Shared {
+    /// `frame` was lost on its way. Returns whether it was H.264, whose following
+    /// delta frames a decoder cannot use: then a keyframe is asked for.
+    fn lost(&self, frame: &Frame) -> bool {
+        let h264 = frame.header().codec == Codec::H264;
+        if h264 {
+            self.keyframe_wanted.store(true, Ordering::Relaxed);
+        }
+        h264
+    }
+
     fn snapshot(&self) -> PublisherStats {
         PublisherStats {
             sent: self.sent.load(Ordering::Relaxed),
@@ -172,6 +190,7 @@ impl Publisher {
             rx,
             shared: shared.clone(),
             viewers: viewers_tx,
+            gop_broken: false,
         };
         let task = tokio::spawn(run(config, backoff, socket, link));
         Ok(Publisher {
@@ -183,15 +202,41 @@ impl Publisher {
     }
 
     /// Queues a frame if there is room; otherwise drops it, counts it and returns false.
+    ///
+    /// H.264 frames are dropped whole GOPs at a time: after a dropped frame, delta
+    /// frames are dropped too until the next keyframe, which is asked for (see
+    /// [`take_keyframe_request`](Publisher::take_keyframe_request)).
     pub fn try_send(&self, frame: Frame) -> bool {
+        let shared = &self.shared;
+        let keyframe = frame.header().flags.contains(Flags::KEYFRAME);
+        if !keyframe && shared.gop_broken.load(Ordering::Relaxed) {
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
         let at = Instant::now();
         match self.tx.try_send(Queued { frame, at }) {
-            Ok(()) => true,
-            Err(_) => {
-                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            Ok(()) => {
+                if keyframe {
+                    shared.gop_broken.store(false, Ordering::Relaxed);
+                }
+                true
+            }
+            Err(e) => {
+                if shared.lost(&e.into_inner().frame) {
+                    shared.gop_broken.store(true, Ordering::Relaxed);
+                }
+                shared.dropped.fetch_add(1, Ordering::Relaxed);
                 false
             }
         }
+    }
+
+    /// Whether a keyframe was asked for since the last call: an H.264 frame was lost
+    /// on the way (dropped, or in a reconnect), and viewers can decode again only from
+    /// a keyframe. A sender that encodes forces one (`Pipeline::request_keyframe` in
+    /// `vswa-capture`) instead of waiting for the next periodic one.
+    pub fn take_keyframe_request(&self) -> bool {
+        self.shared.keyframe_wanted.swap(false, Ordering::Relaxed)
     }
 
     /// Queues a frame, waiting for room (and through reconnects).
@@ -295,6 +340,9 @@ struct Link {
     rx: mpsc::Receiver<Queued>,
     shared: Arc<Shared>,
     viewers: watch::Sender<Option<u32>>,
+    /// An H.264 frame taken from the queue was not delivered (too late, a failed
+    /// write, a new connection): delta frames are dropped until a keyframe is sent.
+    gop_broken: bool,
 }
 
 async fn run(
@@ -326,6 +374,10 @@ async fn run(
                 }
                 link.shared.connected.store(true, Ordering::Relaxed);
                 link.shared.reconnects.fetch_add(1, Ordering::Relaxed);
+                // The relay may have ended the stream meanwhile: an H.264 stream starts
+                // over at a keyframe.
+                link.gop_broken = true;
+                link.shared.keyframe_wanted.store(true, Ordering::Relaxed);
                 tracing::info!("reconnected to relay");
             }
         }
@@ -367,13 +419,21 @@ async fn pump(
                 let Some(Queued { frame, at }) = queued else { return Ok(Outcome::Done) };
                 if !config.max_latency.is_zero() && at.elapsed() > config.max_latency {
                     // Late for live viewing: never send it.
+                    link.gop_broken |= shared.lost(&frame);
                     shared.dropped.fetch_add(1, Ordering::Relaxed);
                     shared.late.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                if frame.header().flags.contains(Flags::KEYFRAME) {
+                    link.gop_broken = false;
+                } else if link.gop_broken {
+                    shared.dropped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
                 let bytes = frame.to_bytes();
                 let len = bytes.len();
                 if let Err(e) = socket.send(Message::Binary(bytes)).await {
+                    link.gop_broken |= shared.lost(&frame);
                     shared.dropped.fetch_add(1, Ordering::Relaxed);
                     return lost(e.to_string());
                 }

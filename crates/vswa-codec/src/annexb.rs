@@ -74,6 +74,116 @@ pub fn is_keyframe(access_unit: &[u8]) -> bool {
     nal_units(access_unit).any(|nal| nal.nal_type == NAL_IDR_SLICE)
 }
 
+/// Picture size, in pixels after the SPS's cropping, of the first sequence parameter set
+/// (NAL type 7) in `access_unit`; `None` without one, or when it cannot be read.
+///
+/// This is what a publisher that passes an H.264 stream through puts in the frame
+/// header's width and height (docs/PROTOCOL.md, "Codec 2: H.264").
+///
+/// ```
+/// use vswa_codec::annexb::sps_dimensions;
+///
+/// // Baseline, level 3.0, 640x480 (40x30 macroblocks), no cropping.
+/// let sps = [0, 0, 0, 1, 0x67, 0x42, 0xC0, 0x1E, 0xDA, 0x02, 0x80, 0xF6, 0x40];
+/// assert_eq!(sps_dimensions(&sps), Some((640, 480)));
+/// ```
+pub fn sps_dimensions(access_unit: &[u8]) -> Option<(u32, u32)> {
+    let sps = nal_units(access_unit).find(|nal| nal.nal_type == NAL_SPS)?;
+    parse_sps_dimensions(sps.data.get(1..)?).ok()
+}
+
+/// `seq_parameter_set_data()` (H.264 7.3.2.1.1) up to the cropping rectangle.
+fn parse_sps_dimensions(rbsp: &[u8]) -> Result<(u32, u32), BitsEnd> {
+    let mut bits = RbspBits::new(rbsp);
+    let profile_idc = bits.bits(8)?;
+    bits.bits(16)?; // constraint flags, reserved bits, level_idc
+    bits.ue()?; // seq_parameter_set_id
+    let mut chroma_format_idc = 1;
+    if matches!(
+        profile_idc,
+        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+    ) {
+        chroma_format_idc = bits.ue()?;
+        if chroma_format_idc == 3 {
+            bits.bits(1)?; // separate_colour_plane_flag
+        }
+        bits.ue()?; // bit_depth_luma_minus8
+        bits.ue()?; // bit_depth_chroma_minus8
+        bits.bits(1)?; // qpprime_y_zero_transform_bypass_flag
+        if bits.bit()? {
+            // seq_scaling_matrix_present_flag: skip the scaling lists (7.3.2.1.1.1).
+            let lists = if chroma_format_idc == 3 { 12 } else { 8 };
+            for i in 0..lists {
+                if bits.bit()? {
+                    let size = if i < 6 { 16 } else { 64 };
+                    let (mut last, mut next) = (8i64, 8i64);
+                    for _ in 0..size {
+                        if next != 0 {
+                            next = (last + i64::from(bits.se()?) + 256) % 256;
+                        }
+                        if next != 0 {
+                            last = next;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    bits.ue()?; // log2_max_frame_num_minus4
+    match bits.ue()? {
+        // pic_order_cnt_type
+        0 => {
+            bits.ue()?; // log2_max_pic_order_cnt_lsb_minus4
+        }
+        1 => {
+            bits.bits(1)?; // delta_pic_order_always_zero_flag
+            bits.se()?; // offset_for_non_ref_pic
+            bits.se()?; // offset_for_top_to_bottom_field
+            let cycle = bits.ue()?;
+            if cycle > 255 {
+                return Err(BitsEnd::Invalid);
+            }
+            for _ in 0..cycle {
+                bits.se()?;
+            }
+        }
+        2 => {}
+        _ => return Err(BitsEnd::Invalid),
+    }
+    bits.ue()?; // max_num_ref_frames
+    bits.bits(1)?; // gaps_in_frame_num_value_allowed_flag
+    let width_mbs = u64::from(bits.ue()?) + 1;
+    let height_map_units = u64::from(bits.ue()?) + 1;
+    let frame_mbs_only = bits.bit()?;
+    if !frame_mbs_only {
+        bits.bits(1)?; // mb_adaptive_frame_field_flag
+    }
+    bits.bits(1)?; // direct_8x8_inference_flag
+    let field_factor = if frame_mbs_only { 1 } else { 2 };
+    let mut width = width_mbs * 16;
+    let mut height = height_map_units * 16 * field_factor;
+    if bits.bit()? {
+        // frame_cropping_flag: offsets in chroma sample units (7.4.2.1.1).
+        let (crop_x, crop_y) = match chroma_format_idc {
+            0 | 3 => (1, field_factor),
+            2 => (2, field_factor),
+            _ => (2, 2 * field_factor),
+        };
+        let (left, right) = (u64::from(bits.ue()?), u64::from(bits.ue()?));
+        let (top, bottom) = (u64::from(bits.ue()?), u64::from(bits.ue()?));
+        width = width
+            .checked_sub((left + right) * crop_x)
+            .ok_or(BitsEnd::Invalid)?;
+        height = height
+            .checked_sub((top + bottom) * crop_y)
+            .ok_or(BitsEnd::Invalid)?;
+    }
+    match (u32::try_from(width), u32::try_from(height)) {
+        (Ok(w), Ok(h)) if w > 0 && h > 0 => Ok((w, h)),
+        _ => Err(BitsEnd::Invalid),
+    }
+}
+
 /// One NAL unit found in a buffer by [`nal_units`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NalUnit<'a> {
@@ -181,20 +291,7 @@ enum BitsEnd {
 /// Emulation-prevention bytes (`00 00 03`) are dropped on the fly, so only the few bytes
 /// the field needs are looked at, never the whole NAL unit.
 fn read_ue(payload: &[u8]) -> Result<u32, BitsEnd> {
-    let mut bits = RbspBits::new(payload);
-    let mut leading_zeros = 0;
-    while !bits.bit()? {
-        leading_zeros += 1;
-        // 32 leading zeros already reach 2^32 - 1, more than any H.264 field holds.
-        if leading_zeros > 32 {
-            return Err(BitsEnd::Invalid);
-        }
-    }
-    let mut suffix: u64 = 0;
-    for _ in 0..leading_zeros {
-        suffix = (suffix << 1) | u64::from(bits.bit()?);
-    }
-    u32::try_from((1u64 << leading_zeros) - 1 + suffix).map_err(|_| BitsEnd::Invalid)
+    RbspBits::new(payload).ue()
 }
 
 /// A bit reader over the raw byte sequence payload inside a NAL unit.
@@ -225,6 +322,38 @@ impl<'a> RbspBits<'a> {
         }
         self.bits_left -= 1;
         Ok((self.byte >> self.bits_left) & 1 == 1)
+    }
+
+    /// The next `n` bits (at most 32), most significant first.
+    fn bits(&mut self, n: u32) -> Result<u32, BitsEnd> {
+        let mut value = 0u32;
+        for _ in 0..n {
+            value = (value << 1) | u32::from(self.bit()?);
+        }
+        Ok(value)
+    }
+
+    /// `ue(v)`: an unsigned exp-Golomb value.
+    fn ue(&mut self) -> Result<u32, BitsEnd> {
+        let mut leading_zeros = 0;
+        while !self.bit()? {
+            leading_zeros += 1;
+            if leading_zeros > 32 {
+                return Err(BitsEnd::Invalid);
+            }
+        }
+        let mut suffix: u64 = 0;
+        for _ in 0..leading_zeros {
+            suffix = (suffix << 1) | u64::from(self.bit()?);
+        }
+        u32::try_from((1u64 << leading_zeros) - 1 + suffix).map_err(|_| BitsEnd::Invalid)
+    }
+
+    /// `se(v)`: a signed exp-Golomb value.
+    fn se(&mut self) -> Result<i32, BitsEnd> {
+        let k = i64::from(self.ue()?);
+        let value = if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) };
+        i32::try_from(value).map_err(|_| BitsEnd::Invalid)
     }
 
     fn next_byte(&mut self) -> Result<u8, BitsEnd> {

@@ -459,3 +459,47 @@ fn splitter_cuts_an_ffmpeg_libx264_stream_into_its_pictures() {
         assert_eq!(nal_types(unit)[0], annexb::NAL_AUD, "picture {i}");
     }
 }
+
+#[test]
+fn sps_dimensions_read_the_picture_size_after_cropping() {
+    // 360 and 1080 are not multiples of 16: the SPS codes 368 / 1088 and crops.
+    for (w, h) in [(64, 48), (640, 480), (640, 360), (1920, 1080), (176, 144)] {
+        let mut encoder = H264Encoder::new(w, h, &test_options()).unwrap();
+        let picture = Image::new(PixelFormat::Gray8, w, h, vec![100; (w * h) as usize]).unwrap();
+        let unit = encoder.encode(&picture).unwrap().unwrap();
+        assert_eq!(annexb::sps_dimensions(&unit.data), Some((w, h)), "{w}x{h}");
+    }
+    assert_eq!(
+        annexb::sps_dimensions(&[0, 0, 1, 0x41, 0x9A]),
+        None,
+        "no SPS"
+    );
+    assert_eq!(
+        annexb::sps_dimensions(&[0, 0, 1, 0x67, 0x42]),
+        None,
+        "cut SPS"
+    );
+}
+
+#[test]
+fn sps_dimensions_of_libx264_high_profile_with_cropping() {
+    if !tool_available("ffmpeg") {
+        return;
+    }
+    // High profile (chroma_format_idc and friends in the SPS) at 4:2:0 and 4:4:4.
+    for (pix_fmt, size) in [("yuv420p", (854, 480)), ("yuv444p", (320, 180))] {
+        let out = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-f", "lavfi", "-i"])
+            .arg(format!("testsrc=size={}x{}:rate=30", size.0, size.1))
+            .args(["-frames:v", "1", "-pix_fmt", pix_fmt, "-c:v", "libx264"])
+            .args(["-f", "h264", "-"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(annexb::sps_dimensions(&out.stdout), Some(size), "{pix_fmt}");
+    }
+}

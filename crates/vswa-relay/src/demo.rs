@@ -43,6 +43,7 @@ impl DemoConfig {
                 fps: Some(self.fps),
                 ..SourceConfig::default()
             },
+            codec: vswa_capture::VideoCodec::Jpeg,
             encode: EncodeOptions::default(),
             encode_threads: 1,
             count: None,

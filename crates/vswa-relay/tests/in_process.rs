@@ -1453,6 +1453,79 @@ async fn h264_late_joiner_gets_a_keyframe_first_and_mjpeg_is_415() {
     assert_eq!(err["code"], "invalid_frame", "{err}");
 }
 
+/// Issue 14: a publisher that must drop an H.264 frame (its queue is full) drops the
+/// delta frames after it too, asks for a keyframe, and resumes at the next keyframe, so
+/// what reaches the relay always decodes.
+#[tokio::test]
+async fn publisher_drops_h264_to_the_next_keyframe_and_asks_for_one() {
+    let relay = start(RelayConfig {
+        ping_interval: NEVER,
+        ..Default::default()
+    })
+    .await;
+    let mut sub = Subscriber::connect(SubscriberConfig::new(relay.ws("/ws/watch/gop")))
+        .await
+        .unwrap();
+    let publisher = Publisher::connect(PublisherConfig {
+        queue: 1,
+        ..PublisherConfig::new(relay.ws("/ws/publish/gop"))
+    })
+    .await
+    .unwrap();
+    // Stamped now: the relay's latency ceiling drops frames captured long ago.
+    let h264 = |seq: u64| {
+        let mut header = *Frame::decode_bytes(h264_message(seq, 10), u32::MAX)
+            .unwrap()
+            .header();
+        header.timestamp_us = vswa_protocol::timestamp_us(std::time::SystemTime::now());
+        let nal = if seq % 10 == 0 { 0x65 } else { 0x41 };
+        Frame::new(header, Bytes::from(vec![0, 0, 0, 1, nal, seq as u8]))
+    };
+    // This test runs on one thread: the send task cannot take anything from the queue
+    // of one until this loop yields, so frame 0 is queued and 1..=15 are dropped (1
+    // for room, the deltas after it as undecodable, 10 for room again).
+    for seq in 0..16 {
+        assert_eq!(publisher.try_send(h264(seq)), seq == 0, "frame {seq}");
+    }
+    assert!(publisher.take_keyframe_request(), "a keyframe is asked for");
+    assert!(!publisher.take_keyframe_request(), "once");
+    relay
+        .wait_until("frame 0 is in", |hub| {
+            hub.stream(&StreamName::new("gop").unwrap())
+                .is_some_and(|s| s.info().last_sequence == Some(0))
+        })
+        .await;
+    // The queue has room again, but delta frames stay useless until a keyframe.
+    assert!(!publisher.try_send(h264(16)));
+    for seq in 20..23 {
+        assert!(publisher.try_send(h264(seq)), "frame {seq}");
+        tokio::task::yield_now().await;
+        relay
+            .wait_until("the frame is in", |hub| {
+                hub.stream(&StreamName::new("gop").unwrap())
+                    .is_some_and(|s| s.info().last_sequence == Some(seq))
+            })
+            .await;
+    }
+    let mut seqs = Vec::new();
+    while seqs.len() < 4 {
+        let event = tokio::time::timeout(secs(5.0), sub.next()).await;
+        let event = event.unwrap_or_else(|_| panic!("only {seqs:?}")).unwrap();
+        match event {
+            vswa_client::SubscriberEvent::Frame { frame, .. } => seqs.push(frame.header().sequence),
+            vswa_client::SubscriberEvent::Hello(_) => {}
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        seqs,
+        [0, 20, 21, 22],
+        "from frame 0 straight to keyframe 20"
+    );
+    let stats = publisher.finish().await.unwrap();
+    assert_eq!((stats.sent, stats.dropped), (4, 16));
+}
+
 /// Issue 14: `/snapshot` of an H.264 stream decodes its latest keyframe to JPEG (feature
 /// `h264`), or says 415 in a relay built without it.
 #[tokio::test]

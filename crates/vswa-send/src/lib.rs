@@ -126,13 +126,18 @@ impl SendError {
             SendError::Capture(e) => match e {
                 CaptureError::InvalidSpec { .. }
                 | CaptureError::InvalidConfig(_)
-                | CaptureError::CameraUnsupported => exit::USAGE,
+                | CaptureError::CameraUnsupported
+                | CaptureError::H264Unsupported => exit::USAGE,
                 CaptureError::Camera { .. }
                 | CaptureError::DeviceMissing(_)
                 | CaptureError::Io { .. }
                 | CaptureError::Recording { .. }
                 | CaptureError::NoJpeg { .. }
+                | CaptureError::NoH264 { .. }
                 | CaptureError::EmptyRecording { .. } => exit::IO,
+                // The encoder refused the pictures the source delivers (e.g. a camera
+                // of odd width): the input's fault, like a file that cannot be used.
+                CaptureError::Encoder(_) => exit::IO,
                 // A panic is a bug; an oversized picture is skipped by the MJPEG source and
                 // so never ends a run. Neither is the input's fault.
                 CaptureError::Panicked { .. } | CaptureError::FrameTooLarge { .. } => exit::FAILURE,
@@ -162,9 +167,10 @@ pub struct SendStatus {
 }
 
 impl SendStatus {
-    /// Frames dropped anywhere (before encoding or at the network).
+    /// Frames dropped anywhere (before encoding, skipped by the H.264 rate control, or
+    /// at the network).
     pub fn dropped(&self) -> u64 {
-        self.pipeline.dropped + self.publisher.dropped
+        self.pipeline.dropped + self.pipeline.skipped + self.publisher.dropped
     }
 
     /// One status line: time, frames sent, fps, encode time, bitrate, drops, viewers.
@@ -304,6 +310,11 @@ pub async fn send_on_demand(
                             header.sequence = header.sequence.saturating_add(done.captured);
                             vswa_protocol::Frame::new(header, frame.payload().clone())
                         };
+                        if publisher.take_keyframe_request() {
+                            if let Some(p) = pipeline.as_ref() {
+                                p.request_keyframe();
+                            }
+                        }
                         publisher.try_send(frame);
                     }
                     // A live source that ends (it should not) ends the run.
@@ -363,6 +374,7 @@ fn add_stats(a: PipelineStats, b: PipelineStats) -> PipelineStats {
         encoded: a.encoded + b.encoded,
         passthrough: a.passthrough + b.passthrough,
         encode_errors: a.encode_errors + b.encode_errors,
+        skipped: a.skipped + b.skipped,
         encode_ms: if b.encoded > 0 {
             b.encode_ms
         } else {
@@ -402,6 +414,9 @@ pub async fn send(
         tokio::select! {
             frame = pipeline.next() => {
                 let Some(frame) = frame else { break };
+                if publisher.take_keyframe_request() {
+                    pipeline.request_keyframe();
+                }
                 if live {
                     publisher.try_send(frame);
                 } else {
