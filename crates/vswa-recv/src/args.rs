@@ -8,10 +8,10 @@ use clap::Parser;
 
 use crate::{RecvConfig, RecvError, SinkConfig};
 
-/// Watch a live VSWA stream without a browser: save each frame as a JPEG, record the
-/// stream, pipe it as MJPEG to ffplay/ffmpeg, or show it in a window, while reporting
-/// fps, capture-to-receive latency, drops and bitrate. Outputs can be combined; with
-/// none it only measures.
+/// Watch a live VSWA stream (JPEG or H.264) without a browser: save frames as JPEGs,
+/// record the stream, pipe it as MJPEG or H.264 to ffplay/ffmpeg, or show it in a
+/// window, while reporting fps, capture-to-receive latency, drops and bitrate. Outputs
+/// can be combined; with none it only measures.
 #[derive(Debug, Parser)]
 #[command(
     name = "vswa-recv",
@@ -19,11 +19,22 @@ use crate::{RecvConfig, RecvError, SinkConfig};
     about,
     after_help = "Placeholder (\"no signal\") frames are written to every output like other frames.\n\
                   \n\
-                  Example: vswa-recv --url ws://127.0.0.1:8080/ws/watch/demo --mjpeg - | ffplay -f mjpeg -\n\
+                  H.264 streams: --h264 and --record take them as they are; --out-dir and --display \
+                  decode them (build feature `h264`). --h264, --out-dir and --display start at a \
+                  keyframe and, after a lost frame, skip to the next one (counted as \"skipped to \
+                  the next keyframe\"); the recording keeps every frame. An output that cannot \
+                  take the stream's codec (--mjpeg of H.264, --h264 of JPEG, or --out-dir and \
+                  --display of H.264 without the feature) stops vswa-recv at the first frame with \
+                  one line saying what to use instead (exit status 5).\n\
+                  \n\
+                  Examples:\n\
+                  \x20 vswa-recv --url ws://127.0.0.1:8080/ws/watch/demo --mjpeg - | ffplay -f mjpeg -\n\
+                  \x20 vswa-recv --url ws://127.0.0.1:8080/ws/watch/cam --h264 - | ffplay -f h264 -\n\
+                  \x20 vswa-recv --url ws://127.0.0.1:8080/ws/watch/cam --h264 - | ffmpeg -f h264 -i - -c copy cam.mp4\n\
                   \n\
                   Exit status:\n\
-                  \x20 0  --count or --duration reached, the stream ended, the MJPEG reader closed \
-                  the pipe, or Ctrl-C\n\
+                  \x20 0  --count or --duration reached, the stream ended, the reader of --mjpeg or \
+                  --h264 closed the pipe, or Ctrl-C\n\
                   \x20 1  other failure\n\
                   \x20 2  bad arguments or URL (e.g. an invalid stream name)\n\
                   \x20 3  refused by the relay (token, stream busy, limits)\n\
@@ -40,26 +51,40 @@ pub struct Args {
     token: Option<String>,
 
     /// Save every frame as DIR/frame-SEQUENCE-UTCTIME.jpg (names sort in sequence order;
-    /// files appear whole, via temp file and rename). DIR is created if missing.
+    /// files appear whole, via temp file and rename). DIR is created if missing. Of an
+    /// H.264 stream only the keyframes are saved, decoded and re-encoded as JPEG quality
+    /// 90 (needs the `h264` build feature; use --h264 to keep every frame).
     #[arg(long, value_name = "DIR")]
     out_dir: Option<PathBuf>,
 
     /// Record the stream to FILE in the VSWA recording format (replayable with
     /// `vswa-send --source replay:FILE`); flushed per frame, so a crash loses at most one.
+    /// Any codec, every frame as received.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
 
     /// Write the JPEGs back to back (MJPEG) to PATH, or to stdout with `-`, e.g.
     /// `--mjpeg - | ffplay -f mjpeg -`. A reader that closes the pipe ends vswa-recv quietly.
+    /// JPEG streams only.
     #[arg(long, value_name = "PATH|-")]
     mjpeg: Option<PathBuf>,
 
+    /// Write the H.264 access units back to back (an Annex B byte stream) to PATH, or to
+    /// stdout with `-`, e.g. `--h264 - | ffplay -f h264 -`, or `| ffmpeg -f h264 -i - -c
+    /// copy out.mp4`. Starts at a keyframe and skips to the next one after a lost frame,
+    /// so it always decodes. A reader that closes the pipe ends vswa-recv quietly. H.264
+    /// streams only; needs no build feature.
+    #[arg(long, value_name = "PATH|-")]
+    h264: Option<PathBuf>,
+
     /// Show the video in a window (newest frame only; stats in the title). Needs the
-    /// `display` build feature and an X11 display; Escape or closing the window stops.
+    /// `display` build feature and an X11 display, and for H.264 streams the `h264`
+    /// feature too; Escape or closing the window stops.
     #[arg(long)]
     display: bool,
 
-    /// Stop after N frames.
+    /// Stop after N frames (of an H.264 stream, N frames from the first keyframe on:
+    /// frames skipped to a keyframe do not count).
     #[arg(long, value_name = "N", conflicts_with = "duration")]
     count: Option<u64>,
 
@@ -67,7 +92,8 @@ pub struct Args {
     #[arg(long, value_name = "S")]
     duration: Option<f64>,
 
-    /// Print the final summary as one JSON object on stdout (not with `--mjpeg -`).
+    /// Print the final summary as one JSON object on stdout (not with `--mjpeg -` or
+    /// `--h264 -`).
     #[arg(long)]
     pub stats_json: bool,
 
@@ -105,11 +131,25 @@ fn config(args: &Args) -> Result<RecvConfig, RecvError> {
         out_dir: args.out_dir.clone(),
         record: args.record.clone(),
         mjpeg: args.mjpeg.clone(),
+        h264: args.h264.clone(),
         display: args.display,
     };
     if args.stats_json && sinks.mjpeg_to_stdout() {
         return Err(RecvError::Usage(
             "--stats-json and --mjpeg - both want stdout; write the MJPEG to a file or drop --stats-json".into(),
+        ));
+    }
+    if args.stats_json && sinks.h264_to_stdout() {
+        return Err(RecvError::Usage(
+            "--stats-json and --h264 - both want stdout; write the H.264 to a file or drop --stats-json".into(),
+        ));
+    }
+    if sinks.mjpeg.is_some() && sinks.h264.is_some() {
+        // Either one would refuse the stream's first frame.
+        return Err(RecvError::Usage(
+            "--mjpeg and --h264 cannot be combined: a stream is JPEG or H.264, so give the \
+             one that fits it"
+                .into(),
         ));
     }
     Ok(RecvConfig {

@@ -3,6 +3,11 @@
 //! The window lives on its own thread (minifb windows stay on the thread that made them).
 //! Frames are handed over through a one-frame slot that the receiver overwrites, so a
 //! slow decoder or window skips stale frames instead of falling behind the stream.
+//!
+//! JPEG frames are decoded on the window thread. H.264 frames cannot be skipped that way
+//! (each delta frame needs the one before), so with the `h264` feature they are decoded
+//! as they arrive, by one decoder for the stream, and the pictures go through the slot;
+//! after a picture that does not decode, decoding waits for the next keyframe.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, PoisonError};
@@ -10,15 +15,26 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use minifb::{Window, WindowOptions};
+use vswa_codec::DecodedImage;
 use vswa_protocol::Frame;
 
 use crate::output_error::SinkError;
 
 const TITLE: &str = "vswa-recv";
 
+/// What the window shows next.
+#[derive(Debug)]
+enum Slot {
+    /// A JPEG frame, decoded by the window thread.
+    Jpeg(Frame),
+    /// A picture decoded already (from H.264).
+    #[cfg_attr(not(feature = "h264"), allow(dead_code))]
+    Picture(DecodedImage),
+}
+
 #[derive(Debug, Default)]
 struct Shared {
-    newest: Mutex<Option<Frame>>,
+    newest: Mutex<Option<Slot>>,
     wake: Condvar,
     title: Mutex<Option<String>>,
     closed: AtomicBool,
@@ -33,6 +49,17 @@ struct Shared {
 pub struct Display {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    #[cfg(feature = "h264")]
+    h264: H264State,
+}
+
+/// The stream's H.264 decoder, made at the first H.264 frame.
+#[cfg(feature = "h264")]
+#[derive(Debug, Default)]
+struct H264State {
+    decoder: Option<vswa_codec::H264Decoder>,
+    /// A picture failed to decode: wait for a keyframe.
+    need_key: bool,
 }
 
 impl Display {
@@ -54,6 +81,8 @@ impl Display {
             Ok(Ok(())) => Ok(Display {
                 shared,
                 thread: Some(thread),
+                #[cfg(feature = "h264")]
+                h264: H264State::default(),
             }),
             Ok(Err(e)) => {
                 let _ = thread.join();
@@ -63,8 +92,10 @@ impl Display {
         }
     }
 
-    /// Offers a frame; it replaces any frame the window has not shown yet.
-    pub fn show(&self, frame: &Frame) -> Result<(), SinkError> {
+    /// Offers a frame; it (or, for H.264, its picture) replaces any the window has not
+    /// shown yet. H.264 frames must come in stream order from a keyframe on; they need
+    /// the `h264` feature, and are ignored without it.
+    pub fn show(&mut self, frame: &Frame) -> Result<(), SinkError> {
         if let Some(e) = self
             .shared
             .error
@@ -74,17 +105,67 @@ impl Display {
         {
             return Err(SinkError::Display(e));
         }
+        let slot = match frame.header().codec {
+            vswa_protocol::Codec::H264 => match self.decode_h264(frame)? {
+                Some(picture) => Slot::Picture(picture),
+                None => return Ok(()),
+            },
+            _ => Slot::Jpeg(frame.clone()),
+        };
         let old = self
             .shared
             .newest
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .replace(frame.clone());
+            .replace(slot);
         if old.is_some() {
             self.shared.skipped.fetch_add(1, Ordering::Relaxed);
         }
         self.shared.wake.notify_one();
         Ok(())
+    }
+
+    /// Decodes one H.264 frame; `None` when it holds no picture or does not decode.
+    #[cfg(feature = "h264")]
+    fn decode_h264(&mut self, frame: &Frame) -> Result<Option<DecodedImage>, SinkError> {
+        let h = frame.header();
+        let state = &mut self.h264;
+        if frame.payload().is_empty()
+            || (state.need_key && !h.flags.contains(vswa_protocol::Flags::KEYFRAME))
+        {
+            return Ok(None);
+        }
+        let decoder = match &mut state.decoder {
+            Some(d) => d,
+            None => state.decoder.insert(
+                vswa_codec::H264Decoder::new().map_err(|e| SinkError::Display(e.to_string()))?,
+            ),
+        };
+        match decoder.decode(frame.payload()) {
+            Ok(Some(image)) => {
+                state.need_key = false;
+                Ok(Some(DecodedImage {
+                    width: image.width,
+                    height: image.height,
+                    rgb: image.data,
+                }))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                tracing::warn!(
+                    "display: frame {} does not decode; waiting for the next keyframe: {e}",
+                    h.sequence
+                );
+                state.need_key = true;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Without the `h264` feature H.264 is refused before it gets here.
+    #[cfg(not(feature = "h264"))]
+    fn decode_h264(&mut self, _frame: &Frame) -> Result<Option<DecodedImage>, SinkError> {
+        Ok(None)
     }
 
     /// Sets the stats shown in the title bar.
@@ -156,7 +237,7 @@ fn window_thread(shared: Arc<Shared>, ready: mpsc::Sender<Result<(), String>>) {
         {
             window.set_title(&title);
         }
-        let frame = {
+        let slot = {
             let slot = shared.newest.lock().unwrap_or_else(PoisonError::into_inner);
             // Wait briefly for a frame, but keep pumping window events.
             let (mut slot, _) = shared
@@ -167,19 +248,22 @@ fn window_thread(shared: Arc<Shared>, ready: mpsc::Sender<Result<(), String>>) {
                 .unwrap_or_else(PoisonError::into_inner);
             slot.take()
         };
-        let Some(frame) = frame else {
-            window.update();
-            continue;
-        };
-        let image = match vswa_codec::decode(frame.payload()) {
-            Ok(image) => image,
-            Err(e) => {
-                tracing::warn!(
-                    "display: frame {} is not a decodable JPEG: {e}",
-                    frame.header().sequence
-                );
+        let image = match slot {
+            None => {
+                window.update();
                 continue;
             }
+            Some(Slot::Picture(image)) => image,
+            Some(Slot::Jpeg(frame)) => match vswa_codec::decode(frame.payload()) {
+                Ok(image) => image,
+                Err(e) => {
+                    tracing::warn!(
+                        "display: frame {} is not a decodable JPEG: {e}",
+                        frame.header().sequence
+                    );
+                    continue;
+                }
+            },
         };
         let (w, h) = (image.width as usize, image.height as usize);
         if !sized {

@@ -1,16 +1,18 @@
-//! `vswa-recv` as a library: watch one VSWA stream and save, record, pipe or display it
-//! while measuring fps, capture-to-receive latency, drops and bitrate.
+//! `vswa-recv` as a library: watch one VSWA stream (JPEG or H.264) and save, record,
+//! pipe or display it while measuring fps, capture-to-receive latency, drops and bitrate.
 //!
 //! [`run`] is the whole program minus argument parsing; the binary is a thin CLI over it.
 //! The WebSocket client with reconnect and backoff is
 //! [`vswa_client::Subscriber`]; the wire and recording formats are in
-//! `vswa-protocol`. This crate adds the outputs ([`sink`]), the statistics ([`stats`])
-//! and the `--display` window (`display` feature).
+//! `vswa-protocol`. This crate adds the outputs ([`sink`]), the statistics ([`stats`]),
+//! which H.264 frames a decoder can use ([`gate`]) and the `--display` window (`display`
+//! feature). The `h264` feature decodes H.264 for `--out-dir` and `--display`.
 #![warn(missing_docs)]
 
 pub mod args;
 #[cfg(feature = "display")]
 pub mod display;
+pub mod gate;
 mod output_error;
 pub mod sink;
 pub mod stats;
@@ -102,7 +104,8 @@ pub struct RecvConfig {
     pub reconnect_timeout: Option<Duration>,
     /// Outputs.
     pub sinks: SinkConfig,
-    /// Stop after this many frames.
+    /// Stop after this many frames (H.264 frames skipped to the next keyframe, which no
+    /// output but the recording gets, do not count).
     pub count: Option<u64>,
     /// Stop after this long (counted from start, connecting included).
     pub duration: Option<Duration>,
@@ -261,6 +264,7 @@ pub async fn run(
     });
 
     let mut stats = Stats::new(Instant::now());
+    let mut gate = gate::KeyframeGate::new();
     let mut connected_once = false;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -314,7 +318,11 @@ pub async fn run(
                     let placeholder = h.flags.contains(Flags::PLACEHOLDER);
                     let len = frame.payload().len();
                     stats.frame(Instant::now(), h.sequence, len, latency_us, gap, placeholder);
-                    match sinks.write(&frame) {
+                    let decodable = gate.admit(h, frame.payload(), gap);
+                    if !decodable {
+                        stats.skipped_to_keyframe();
+                    }
+                    match sinks.write(&frame, decodable) {
                         Ok(()) => {}
                         Err(SinkError::PipeClosed) => break Ok(StopReason::PipeClosed),
                         Err(e) => break Err(e.into()),
@@ -322,23 +330,28 @@ pub async fn run(
                     if sinks.window_closed() {
                         break Ok(StopReason::WindowClosed);
                     }
-                    if config.count.is_some_and(|n| stats.frames() >= n) {
+                    if config.count.is_some_and(|n| stats.usable_frames() >= n) {
                         break Ok(StopReason::Count);
                     }
                 }
-                Some(Ok(SubscriberEvent::End(end))) => match end.reason {
-                    EndReason::PublisherLeft if !config.wait_on_end => break Ok(StopReason::StreamEnded),
-                    EndReason::PublisherLeft => console.say("the publisher left; waiting for it to return"),
-                    EndReason::Shutdown | EndReason::Other => {
-                        console.say("the relay is shutting down; will reconnect");
+                Some(Ok(SubscriberEvent::End(end))) => {
+                    // Whatever comes next (a returning publisher) starts over.
+                    gate.restart();
+                    match end.reason {
+                        EndReason::PublisherLeft if !config.wait_on_end => break Ok(StopReason::StreamEnded),
+                        EndReason::PublisherLeft => console.say("the publisher left; waiting for it to return"),
+                        EndReason::Shutdown | EndReason::Other => {
+                            console.say("the relay is shutting down; will reconnect");
+                        }
                     }
-                },
+                }
                 Some(Ok(SubscriberEvent::Reconnecting { error, delay })) => {
                     if connected_now {
                         trying_since = Instant::now();
                         connected_now = false;
                     }
                     stats.reconnect();
+                    gate.restart();
                     console.say(&format!("{error}; reconnecting in {:.1} s", delay.as_secs_f64()));
                 }
             },

@@ -37,9 +37,23 @@ pub enum SinkError {
         /// Why.
         error: io::Error,
     },
-    /// The reader of the `--mjpeg` pipe went away; not a failure, just the end.
-    #[error("the reader of the MJPEG output closed the pipe")]
+    /// The `--h264` output cannot be created or written.
+    #[error("cannot write H.264 output {target}: {error}")]
+    H264 {
+        /// The path, or `stdout`.
+        target: String,
+        /// Why.
+        error: io::Error,
+    },
+    /// The reader of the `--mjpeg` or `--h264` pipe went away; not a failure, just the
+    /// end.
+    #[error("the reader of the output closed the pipe")]
     PipeClosed,
+    /// An output cannot take the stream's codec (`--mjpeg` of H.264, `--h264` of
+    /// JPEG), or this build cannot decode it (`--out-dir` or `--display` of H.264
+    /// without the `h264` feature). The message says which and what to use instead.
+    #[error("{0}")]
+    Codec(String),
     /// The `--display` window could not be opened or failed.
     #[error("display: {0}")]
     Display(String),

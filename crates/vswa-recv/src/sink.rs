@@ -1,8 +1,16 @@
-//! Where received frames go: a directory of JPEG files, a recording file, and a
-//! concatenated-JPEG (MJPEG) stream on a file or stdout. Any combination at once.
+//! Where received frames go: a directory of JPEG files, a recording file, a
+//! concatenated-JPEG (MJPEG) stream and an H.264 Annex B byte stream on a file or
+//! stdout. Any combination at once.
 //!
 //! Placeholder ("no signal") frames are written like any other frame: they are what the
 //! publisher sent, and keeping them keeps file names and recordings gap-free in time.
+//!
+//! Codecs: the recording takes any codec as it is. `--mjpeg` takes JPEG and `--h264`
+//! H.264 only; the other codec is refused with [`SinkError::Codec`] at its first frame.
+//! H.264 frames reach `--h264`, `--out-dir` and `--display` only where a decoder can use
+//! them (see [`crate::gate`]); `--out-dir` saves the keyframes of an H.264 stream,
+//! decoded and re-encoded as JPEG (needs the `h264` feature, as `--display` of H.264
+//! does).
 
 pub use crate::output_error::SinkError;
 use std::fs::{self, File, OpenOptions};
@@ -10,7 +18,12 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use vswa_protocol::recording::RecordingWriter;
-use vswa_protocol::Frame;
+#[cfg(feature = "h264")]
+use vswa_protocol::Flags;
+use vswa_protocol::{Codec, Frame};
+
+/// JPEG quality of the pictures `--out-dir` saves from an H.264 stream.
+pub const H264_SNAPSHOT_QUALITY: u8 = 90;
 
 /// Which outputs to open.
 #[derive(Debug, Clone, Default)]
@@ -21,6 +34,9 @@ pub struct SinkConfig {
     pub record: Option<PathBuf>,
     /// Concatenated JPEGs to this file, or to stdout for `-`.
     pub mjpeg: Option<PathBuf>,
+    /// H.264 access units back to back (an Annex B byte stream) to this file, or to
+    /// stdout for `-`.
+    pub h264: Option<PathBuf>,
     /// A live window (needs the `display` feature).
     pub display: bool,
 }
@@ -29,6 +45,11 @@ impl SinkConfig {
     /// True if `--mjpeg -` sends video to stdout.
     pub fn mjpeg_to_stdout(&self) -> bool {
         self.mjpeg.as_deref() == Some(Path::new("-"))
+    }
+
+    /// True if `--h264 -` sends video to stdout.
+    pub fn h264_to_stdout(&self) -> bool {
+        self.h264.as_deref() == Some(Path::new("-"))
     }
 }
 
@@ -70,9 +91,16 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// Writes each frame as its own JPEG file, atomically: a reader of the directory sees
 /// whole files or none (temp file in the same directory, then rename).
+///
+/// Of an H.264 stream it saves the keyframes, decoded and re-encoded as JPEG
+/// ([`H264_SNAPSHOT_QUALITY`]); delta frames are not saved (decoding and re-encoding
+/// every picture would cost the receiver more than it can spare at camera rates, and
+/// `--h264` keeps every frame).
 #[derive(Debug)]
 pub struct OutDir {
     dir: PathBuf,
+    #[cfg(feature = "h264")]
+    decoder: Option<vswa_codec::H264Decoder>,
 }
 
 impl OutDir {
@@ -101,18 +129,57 @@ impl OutDir {
         fs::remove_file(&probe).map_err(|e| err(&probe, e))?;
         Ok(OutDir {
             dir: dir.to_path_buf(),
+            #[cfg(feature = "h264")]
+            decoder: None,
         })
     }
 
-    /// Writes one frame; returns the final path.
+    /// Writes one JPEG frame; returns the final path.
     pub fn write(&mut self, frame: &Frame) -> Result<PathBuf, SinkError> {
         let h = frame.header();
-        let name = frame_file_name(h.sequence, h.timestamp_us);
+        self.write_file(h.sequence, h.timestamp_us, frame.payload())
+    }
+
+    /// Decodes an H.264 keyframe and saves its picture as a JPEG; returns the path, or
+    /// `None` for a delta frame (not saved) or a keyframe that does not decode (a
+    /// warning says so).
+    #[cfg(feature = "h264")]
+    pub fn write_h264(&mut self, frame: &Frame) -> Result<Option<PathBuf>, SinkError> {
+        let h = frame.header();
+        if !h.flags.contains(Flags::KEYFRAME) || frame.payload().is_empty() {
+            return Ok(None);
+        }
+        let decoder = match &mut self.decoder {
+            Some(d) => d,
+            None => self.decoder.insert(
+                vswa_codec::H264Decoder::new().map_err(|e| SinkError::Codec(e.to_string()))?,
+            ),
+        };
+        match decoder.decode_to_jpeg(frame.payload(), H264_SNAPSHOT_QUALITY) {
+            Ok(Some(jpeg)) => self.write_file(h.sequence, h.timestamp_us, &jpeg).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                tracing::warn!(
+                    "--out-dir: keyframe {} does not decode, not saved: {e}",
+                    h.sequence
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    fn write_file(
+        &mut self,
+        sequence: u64,
+        timestamp_us: u64,
+        jpeg: &[u8],
+    ) -> Result<PathBuf, SinkError> {
+        let name = frame_file_name(sequence, timestamp_us);
         let path = self.dir.join(&name);
         // The dot prefix hides the partial file from `*.jpg` globs.
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let result = File::create(&tmp)
-            .and_then(|mut f| f.write_all(frame.payload()))
+            .and_then(|mut f| f.write_all(jpeg))
             .and_then(|()| fs::rename(&tmp, &path));
         if let Err(source) = result {
             let _ = fs::remove_file(&tmp);
@@ -160,16 +227,58 @@ impl Record {
     }
 }
 
-/// Concatenated JPEGs, the format `ffplay -f mjpeg -` and `ffmpeg -f mjpeg -i -` read.
-pub struct Mjpeg {
+/// A byte stream on a file or stdout that a player reads as it grows: each frame is
+/// flushed at once.
+struct PipeOut {
     target: String,
     out: Box<dyn Write + Send>,
+}
+
+/// Why a [`PipeOut`] write failed.
+enum PipeFailure {
+    /// The reader went away.
+    Closed,
+    Io(io::Error),
+}
+
+impl PipeOut {
+    /// Opens `path`, or stdout for `-`.
+    fn open(path: &Path) -> Result<PipeOut, (String, io::Error)> {
+        if path == Path::new("-") {
+            return Ok(PipeOut {
+                target: "stdout".into(),
+                out: stdout_writer(),
+            });
+        }
+        let target = path.display().to_string();
+        match File::create(path) {
+            Ok(file) => Ok(PipeOut {
+                target,
+                out: Box::new(file),
+            }),
+            Err(error) => Err((target, error)),
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), PipeFailure> {
+        match self.out.write_all(bytes).and_then(|()| self.out.flush()) {
+            Ok(()) => Ok(()),
+            // Rust ignores SIGPIPE, so a reader that quit shows up as this error.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(PipeFailure::Closed),
+            Err(e) => Err(PipeFailure::Io(e)),
+        }
+    }
+}
+
+/// Concatenated JPEGs, the format `ffplay -f mjpeg -` and `ffmpeg -f mjpeg -i -` read.
+pub struct Mjpeg {
+    pipe: PipeOut,
 }
 
 impl std::fmt::Debug for Mjpeg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mjpeg")
-            .field("target", &self.target)
+            .field("target", &self.pipe.target)
             .finish_non_exhaustive()
     }
 }
@@ -177,37 +286,55 @@ impl std::fmt::Debug for Mjpeg {
 impl Mjpeg {
     /// Opens `path`, or stdout for `-`.
     pub fn open(path: &Path) -> Result<Mjpeg, SinkError> {
-        if path == Path::new("-") {
-            return Ok(Mjpeg {
-                target: "stdout".into(),
-                out: stdout_writer(),
-            });
-        }
-        let target = path.display().to_string();
-        match File::create(path) {
-            Ok(file) => Ok(Mjpeg {
-                target,
-                out: Box::new(file),
-            }),
-            Err(error) => Err(SinkError::Mjpeg { target, error }),
-        }
+        PipeOut::open(path)
+            .map(|pipe| Mjpeg { pipe })
+            .map_err(|(target, error)| SinkError::Mjpeg { target, error })
     }
 
     /// Writes one frame's JPEG and flushes it to the reader.
     pub fn write(&mut self, frame: &Frame) -> Result<(), SinkError> {
-        match self
-            .out
-            .write_all(frame.payload())
-            .and_then(|()| self.out.flush())
-        {
-            Ok(()) => Ok(()),
-            // Rust ignores SIGPIPE, so a reader that quit shows up as this error.
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(SinkError::PipeClosed),
-            Err(source) => Err(SinkError::Mjpeg {
-                target: self.target.clone(),
-                error: source,
-            }),
-        }
+        self.pipe.write(frame.payload()).map_err(|e| match e {
+            PipeFailure::Closed => SinkError::PipeClosed,
+            PipeFailure::Io(error) => SinkError::Mjpeg {
+                target: self.pipe.target.clone(),
+                error,
+            },
+        })
+    }
+}
+
+/// H.264 access units back to back: an Annex B byte stream, the format
+/// `ffplay -f h264 -` and `ffmpeg -f h264 -i -` read. It is given only frames a decoder
+/// can use (see [`crate::gate`]), so it starts at a keyframe and has no holes.
+pub struct AnnexB {
+    pipe: PipeOut,
+}
+
+impl std::fmt::Debug for AnnexB {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnnexB")
+            .field("target", &self.pipe.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AnnexB {
+    /// Opens `path`, or stdout for `-`.
+    pub fn open(path: &Path) -> Result<AnnexB, SinkError> {
+        PipeOut::open(path)
+            .map(|pipe| AnnexB { pipe })
+            .map_err(|(target, error)| SinkError::H264 { target, error })
+    }
+
+    /// Writes one frame's access unit and flushes it to the reader.
+    pub fn write(&mut self, frame: &Frame) -> Result<(), SinkError> {
+        self.pipe.write(frame.payload()).map_err(|e| match e {
+            PipeFailure::Closed => SinkError::PipeClosed,
+            PipeFailure::Io(error) => SinkError::H264 {
+                target: self.pipe.target.clone(),
+                error,
+            },
+        })
     }
 }
 
@@ -230,6 +357,7 @@ pub struct Sinks {
     out_dir: Option<OutDir>,
     record: Option<Record>,
     mjpeg: Option<Mjpeg>,
+    h264: Option<AnnexB>,
     #[cfg(feature = "display")]
     display: Option<crate::display::Display>,
 }
@@ -247,6 +375,7 @@ impl Sinks {
             out_dir: config.out_dir.as_deref().map(OutDir::open).transpose()?,
             record: config.record.as_deref().map(Record::open).transpose()?,
             mjpeg: config.mjpeg.as_deref().map(Mjpeg::open).transpose()?,
+            h264: config.h264.as_deref().map(AnnexB::open).transpose()?,
             #[cfg(feature = "display")]
             display: if config.display {
                 Some(crate::display::Display::open()?)
@@ -256,20 +385,91 @@ impl Sinks {
         })
     }
 
-    /// Hands a frame to every output.
-    pub fn write(&mut self, frame: &Frame) -> Result<(), SinkError> {
+    /// Refuses a codec an output cannot take (or this build cannot decode), before
+    /// anything of the frame is written anywhere.
+    fn check_codec(&self, codec: Codec) -> Result<(), SinkError> {
+        let h264 = codec == Codec::H264;
+        let refuse = |line: String| Err(SinkError::Codec(line));
+        if self.mjpeg.is_some() && codec != Codec::Jpeg {
+            return refuse(format!(
+                "--mjpeg takes JPEG streams, and this stream is {codec}{}",
+                if h264 {
+                    ": use --h264 to write it as it is (e.g. --h264 - | ffplay -f h264 -)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if self.h264.is_some() && !h264 {
+            return refuse(format!(
+                "--h264 takes H.264 streams, and this stream is {codec}{}",
+                if codec == Codec::Jpeg {
+                    ": use --mjpeg to write it as it is (e.g. --mjpeg - | ffplay -f mjpeg -)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if !h264 && codec != Codec::Jpeg && (self.out_dir.is_some() || self.has_display()) {
+            return refuse(format!(
+                "this stream is {codec}, which --out-dir and --display cannot show"
+            ));
+        }
+        if h264 && !cfg!(feature = "h264") {
+            let output = match (self.out_dir.is_some(), self.has_display()) {
+                (true, true) => "--out-dir and --display",
+                (true, false) => "--out-dir",
+                (false, true) => "--display",
+                (false, false) => return Ok(()),
+            };
+            return refuse(format!(
+                "{output} of an H.264 stream needs a vswa-recv built with the `h264` feature \
+                 (cargo build -p vswa-recv --features h264); --h264 and --record save the \
+                 stream without it"
+            ));
+        }
+        Ok(())
+    }
+
+    fn has_display(&self) -> bool {
+        #[cfg(feature = "display")]
+        if self.display.is_some() {
+            return true;
+        }
+        false
+    }
+
+    /// Hands a frame to every output. `decodable` says whether a decoder can use it (an
+    /// H.264 frame from a keyframe on, see [`crate::gate::KeyframeGate`]); H.264 frames
+    /// that are not go only to the recording.
+    pub fn write(&mut self, frame: &Frame, decodable: bool) -> Result<(), SinkError> {
+        let codec = frame.header().codec;
+        self.check_codec(codec)?;
+        let h264 = codec == Codec::H264;
         if let Some(record) = &mut self.record {
             record.write(frame)?;
         }
         if let Some(dir) = &mut self.out_dir {
-            dir.write(frame)?;
+            if !h264 {
+                dir.write(frame)?;
+            } else if decodable {
+                #[cfg(feature = "h264")]
+                dir.write_h264(frame)?;
+            }
         }
         #[cfg(feature = "display")]
-        if let Some(display) = &self.display {
-            display.show(frame)?;
+        if let Some(display) = &mut self.display {
+            if !h264 || decodable {
+                display.show(frame)?;
+            }
         }
         if let Some(mjpeg) = &mut self.mjpeg {
             mjpeg.write(frame)?;
+        }
+        if let Some(out) = &mut self.h264 {
+            if decodable {
+                out.write(frame)?;
+            }
         }
         Ok(())
     }

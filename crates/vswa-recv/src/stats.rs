@@ -141,7 +141,7 @@ pub enum StopReason {
     StreamEnded,
     /// Ctrl-C or SIGTERM.
     Signal,
-    /// The reader of `--mjpeg` closed its end of the pipe.
+    /// The reader of `--mjpeg` or `--h264` closed its end of the pipe.
     PipeClosed,
     /// The `--display` window was closed.
     WindowClosed,
@@ -192,6 +192,10 @@ pub struct Summary {
     pub drops: u64,
     /// Placeholder ("no signal") frames among `frames`.
     pub placeholders: u64,
+    /// H.264 frames among `frames` that no decoder could use, so `--h264`, `--out-dir`
+    /// and `--display` skipped them (the recording keeps them): delta frames before the
+    /// first keyframe, and after a lost frame up to the next keyframe.
+    pub skipped_to_keyframe: u64,
     /// Times the connection was lost and re-established.
     pub reconnects: u64,
     /// Sequence number of the first frame received.
@@ -218,8 +222,12 @@ impl Summary {
                 self.clock_skew_frames
             ));
         }
+        let skipped = match self.skipped_to_keyframe {
+            0 => String::new(),
+            n => format!(", {n} skipped to the next keyframe"),
+        };
         format!(
-            "{} frames in {:.1} s ({:.1} fps), {latency}, {} dropped, {:.0} kbit/s, {} reconnects; {}",
+            "{} frames in {:.1} s ({:.1} fps), {latency}, {} dropped{skipped}, {:.0} kbit/s, {} reconnects; {}",
             self.frames,
             self.seconds,
             self.fps,
@@ -239,6 +247,7 @@ pub struct Stats {
     bytes: u64,
     drops: u64,
     placeholders: u64,
+    skipped_to_keyframe: u64,
     reconnects: u64,
     first_sequence: Option<u64>,
     last_sequence: Option<u64>,
@@ -266,6 +275,7 @@ impl Stats {
             bytes: 0,
             drops: 0,
             placeholders: 0,
+            skipped_to_keyframe: 0,
             reconnects: 0,
             first_sequence: None,
             last_sequence: None,
@@ -323,6 +333,18 @@ impl Stats {
         }
     }
 
+    /// Counts an H.264 frame that no decoder could use (see
+    /// [`KeyframeGate`](crate::gate::KeyframeGate)).
+    pub fn skipped_to_keyframe(&mut self) {
+        self.skipped_to_keyframe = self.skipped_to_keyframe.saturating_add(1);
+    }
+
+    /// Frames so far that the outputs could use: all of them but those counted by
+    /// [`skipped_to_keyframe`](Stats::skipped_to_keyframe). `--count` counts these.
+    pub fn usable_frames(&self) -> u64 {
+        self.frames.saturating_sub(self.skipped_to_keyframe)
+    }
+
     /// Counts a lost connection.
     pub fn reconnect(&mut self) {
         self.reconnects += 1;
@@ -355,8 +377,12 @@ impl Stats {
             Some(l) => format!("p50 {:.1} ms p99 {:.1} ms", l.p50, l.p99),
             None => "n/a".to_string(),
         };
+        let skipped = match self.skipped_to_keyframe {
+            0 => String::new(),
+            n => format!(" | {n} skipped to keyframe"),
+        };
         format!(
-            "{} frames | {fps:.1} fps | latency {latency} | {} dropped | {kbps:.0} kbit/s",
+            "{} frames | {fps:.1} fps | latency {latency} | {} dropped{skipped} | {kbps:.0} kbit/s",
             self.frames, self.drops
         )
     }
@@ -386,6 +412,7 @@ impl Stats {
             clock_synced_frames: self.clock_synced_frames,
             drops: self.drops,
             placeholders: self.placeholders,
+            skipped_to_keyframe: self.skipped_to_keyframe,
             reconnects: self.reconnects,
             first_sequence: self.first_sequence,
             last_sequence: self.last_sequence,
@@ -522,6 +549,8 @@ mod tests {
         assert!((sum.fps - 1.0).abs() < 1e-9);
         assert!((sum.kbit_per_s - 8.0).abs() < 1e-9);
         assert_eq!(sum.latency_ms.unwrap().p50, 3.0);
+        assert_eq!(sum.skipped_to_keyframe, 0);
+        assert!(!sum.line().contains("skipped"), "{}", sum.line());
         let one = Stats::new(t0);
         assert_eq!(one.summary(t0, StopReason::Signal).fps, 0.0);
         let json = serde_json::to_value(&sum).unwrap();
@@ -589,6 +618,32 @@ mod tests {
                 proptest::prop_assert!(l.max.abs() <= max_ms && l.p50.abs() <= max_ms);
             }
         }
+    }
+
+    /// H.264 frames skipped to the next keyframe are reported, and `--count` does not
+    /// count them.
+    #[test]
+    fn skipped_to_keyframe_is_reported_and_not_usable() {
+        let t0 = Instant::now();
+        let mut s = Stats::new(t0);
+        for seq in 0..5 {
+            s.frame(t0, seq, 100, 1000, 0, false);
+            if seq < 2 {
+                s.skipped_to_keyframe();
+            }
+        }
+        assert_eq!((s.frames(), s.usable_frames()), (5, 3));
+        assert!(s.status_line(t0).contains("| 2 skipped to keyframe |"));
+        let sum = s.summary(t0, StopReason::Count);
+        assert_eq!(sum.skipped_to_keyframe, 2);
+        assert!(
+            sum.line()
+                .contains(", 0 dropped, 2 skipped to the next keyframe, "),
+            "{}",
+            sum.line()
+        );
+        let json = serde_json::to_value(&sum).unwrap();
+        assert_eq!(json["skipped_to_keyframe"], 2);
     }
 
     #[test]
