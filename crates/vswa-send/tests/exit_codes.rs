@@ -395,3 +395,54 @@ fn camera_wait_makes_a_missing_camera_fatal() {
         );
     }
 }
+
+/// H.264 settings are checked before any connection: each bad one is exit 2 and one
+/// line saying what is wrong (nothing listens at the URL, so a connect attempt would
+/// show as exit 4). H.264 input without an access unit is exit 5 (found once connected,
+/// when the source is read).
+#[test]
+fn h264_options_are_checked_before_connecting() {
+    let url = format!("ws://{}/ws/publish/cam", dead_addr());
+    let bad_size = {
+        let mut cmd = Command::new(bin("vswa-send"));
+        cmd.args([
+            "--url", &url, "--quiet", "--codec", "h264", "--size", "641x480",
+        ])
+        .env_remove("VSWA_TOKEN")
+        .stdin(Stdio::null());
+        cmd
+    };
+    #[cfg(feature = "h264")]
+    fails(bad_size, LIMIT, 2, "H.264 needs an even width and height");
+    #[cfg(not(feature = "h264"))]
+    fails(bad_size, LIMIT, 2, "`h264` feature");
+    #[cfg(feature = "h264")]
+    for (args, needle) in [
+        (&["--fps", "120"][..], "OpenH264 supports 1 to 60"),
+        (&["--bitrate", "0"], "--bitrate"),
+        (&["--keyframe-interval", "0"], "--keyframe-interval 0"),
+    ] {
+        let mut all = vec!["--url", url.as_str(), "--codec", "h264"];
+        all.extend_from_slice(args);
+        fails(send(&all, None), LIMIT, 2, needle);
+    }
+    fails(
+        send(&["--url", &url, "--bitrate", "500"], None),
+        LIMIT,
+        2,
+        "are for --codec h264",
+    );
+    let relay = Relay::start(&[]);
+    let tmp = TempDir::new("send-h264");
+    let text = tmp.join("hello.txt");
+    std::fs::write(&text, b"hello\n").unwrap();
+    fails(
+        send(
+            &["--url", &relay.publish_url("h"), "--source", "h264:-"],
+            Some(&text),
+        ),
+        LIMIT,
+        5,
+        "no H.264 access unit found in input (6 bytes read",
+    );
+}
