@@ -3,9 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::fanout::{self, FanoutConfig, FanoutReport};
+use crate::replay::Replay;
 use crate::{floor, sweep};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -86,9 +88,14 @@ pub struct Load {
     /// Stream name.
     #[arg(long, default_value = "bench")]
     stream: String,
-    /// Payload bytes per frame.
+    /// Payload bytes per frame (synthetic JPEG payloads).
     #[arg(long, default_value_t = 25_000)]
     frame_bytes: usize,
+    /// Publish the real frames of this file in a loop instead of synthetic payloads: an
+    /// H.264 Annex B file, an MJPEG file (concatenated JPEGs) or a VSWA recording. Each
+    /// frame keeps its size, codec and keyframe flag; --frame-bytes is ignored.
+    #[arg(long, value_name = "FILE")]
+    replay: Option<PathBuf>,
     /// Frames per second.
     #[arg(long, default_value_t = 30.0)]
     fps: f64,
@@ -111,7 +118,12 @@ impl Load {
         if !(self.duration.is_finite() && self.duration > 0.0 && self.duration <= 3600.0) {
             anyhow::bail!("--duration must be between 0 and 3600 seconds");
         }
+        let replay = match &self.replay {
+            Some(path) => Some(Arc::new(Replay::open(path)?)),
+            None => None,
+        };
         Ok(FanoutConfig {
+            replay,
             url: self.url.clone(),
             stream: self.stream.clone(),
             viewers,
@@ -134,7 +146,13 @@ fn table(r: &FanoutReport) -> String {
             "viewers connected",
             format!("{} / {}", r.viewers_connected, r.viewers_requested),
         ),
-        ("frame", format!("{} B at {} fps", r.frame_bytes, r.fps)),
+        (
+            "frame",
+            match &r.replay {
+                Some(what) => format!("{} B mean at {} fps ({what})", r.frame_bytes, r.fps),
+                None => format!("{} B at {} fps", r.frame_bytes, r.fps),
+            },
+        ),
         (
             "frames published",
             format!("{} in {:.2} s", r.frames_published, r.publish_seconds),

@@ -19,6 +19,7 @@ use vswa_protocol::{FrameHeader, HEADER_LEN};
 use crate::client::{self, Event, FrameScanner, Target};
 use crate::hist::Histogram;
 use crate::procstat::{status_kib, CpuClock};
+use crate::replay::Replay;
 
 /// Parameters of one run.
 #[derive(Debug, Clone)]
@@ -29,8 +30,10 @@ pub struct FanoutConfig {
     pub stream: String,
     /// Viewers to open.
     pub viewers: usize,
-    /// Payload bytes per frame (at least 4: FF D8 ... FF D9).
+    /// Payload bytes per frame (at least 4: FF D8 ... FF D9); unused with `replay`.
     pub frame_bytes: usize,
+    /// Publish these frames in a loop instead of synthetic JPEG payloads.
+    pub replay: Option<Arc<Replay>>,
     /// Frames per second.
     pub fps: f64,
     /// Measured publishing time.
@@ -52,8 +55,11 @@ pub struct FanoutReport {
     pub viewers_requested: usize,
     /// Viewers whose upgrade succeeded.
     pub viewers_connected: usize,
-    /// Payload bytes per frame.
+    /// Payload bytes per frame (the mean over the file's frames with `--replay`).
     pub frame_bytes: usize,
+    /// With `--replay`: what the file held (`h264`, `mjpeg`, `recording`), its frame
+    /// count and keyframe count, e.g. `h264: 300 frames, 5 keyframes`.
+    pub replay: Option<String>,
     /// Target frame rate.
     pub fps: f64,
     /// Frames published in the measured window.
@@ -64,7 +70,8 @@ pub struct FanoutReport {
     pub frames_delivered: u64,
     /// `frames_delivered / (frames_published * viewers_requested)`.
     pub delivered_fraction: f64,
-    /// Delivered frame bytes (VSWA header + payload) per second, all viewers.
+    /// Delivered frame bytes (VSWA header + payload) per second, all viewers (counted
+    /// frames only).
     pub delivered_bytes_per_s: f64,
     /// Latency percentiles in milliseconds (capture timestamp to viewer read).
     pub latency_p50_ms: f64,
@@ -105,13 +112,15 @@ struct ViewerResult {
     connected: bool,
     disconnected: bool,
     frames: u64,
+    /// VSWA header + payload bytes of the counted frames.
+    bytes: u64,
     gaps: u64,
     hist: Histogram,
 }
 
 /// Runs one fan-out measurement.
 pub async fn run(cfg: &FanoutConfig) -> anyhow::Result<FanoutReport> {
-    if cfg.frame_bytes < 4 {
+    if cfg.replay.is_none() && cfg.frame_bytes < 4 {
         bail!("--frame-bytes must be at least 4 (FF D8 ... FF D9)");
     }
     if !(cfg.fps.is_finite() && cfg.fps > 0.0 && cfg.fps <= 1000.0) {
@@ -202,7 +211,8 @@ pub async fn run(cfg: &FanoutConfig) -> anyhow::Result<FanoutReport> {
     let bench_cpu_s = self_cpu_end - self_start;
 
     let mut hist = Histogram::default();
-    let (mut connected, mut disconnected, mut frames, mut gaps) = (0, 0, 0u64, 0u64);
+    let (mut connected, mut disconnected, mut frames, mut bytes, mut gaps) =
+        (0, 0, 0u64, 0u64, 0u64);
     for t in tasks {
         let r = tokio::time::timeout(Duration::from_secs(5), t)
             .await
@@ -211,6 +221,7 @@ pub async fn run(cfg: &FanoutConfig) -> anyhow::Result<FanoutReport> {
         connected += usize::from(r.connected);
         disconnected += usize::from(r.disconnected);
         frames += r.frames;
+        bytes += r.bytes;
         gaps += r.gaps;
         hist.merge(&r.hist);
     }
@@ -223,7 +234,18 @@ pub async fn run(cfg: &FanoutConfig) -> anyhow::Result<FanoutReport> {
         url: cfg.url.clone(),
         viewers_requested: n,
         viewers_connected: connected,
-        frame_bytes: cfg.frame_bytes,
+        frame_bytes: match &cfg.replay {
+            Some(r) => r.mean_payload().round() as usize,
+            None => cfg.frame_bytes,
+        },
+        replay: cfg.replay.as_ref().map(|r| {
+            format!(
+                "{}: {} frames, {} keyframes",
+                r.kind,
+                r.frames.len(),
+                r.keyframes()
+            )
+        }),
         fps: cfg.fps,
         frames_published: published,
         publish_seconds: seconds,
@@ -233,8 +255,7 @@ pub async fn run(cfg: &FanoutConfig) -> anyhow::Result<FanoutReport> {
         } else {
             0.0
         },
-        delivered_bytes_per_s: frames as f64 * (HEADER_LEN + cfg.frame_bytes) as f64
-            / seconds.max(1e-9),
+        delivered_bytes_per_s: bytes as f64 / seconds.max(1e-9),
         latency_p50_ms: ms(hist.quantile(0.50)),
         latency_p90_ms: ms(hist.quantile(0.90)),
         latency_p99_ms: ms(hist.quantile(0.99)),
@@ -290,16 +311,29 @@ async fn publish(
             }
         }
     });
-    let b = cfg.frame_bytes;
-    let mut msg = Vec::with_capacity(b + HEADER_LEN + 14);
-    ws::put_client_header(&mut msg, 0x2, (HEADER_LEN + b) as u64);
-    let at = msg.len();
-    msg.resize(at + HEADER_LEN + b, 0x55);
-    let payload = at + HEADER_LEN;
-    msg[payload..payload + 2].copy_from_slice(&[0xff, 0xd8]);
-    msg[at + HEADER_LEN + b - 2..].copy_from_slice(&[0xff, 0xd9]);
-    let mut header = FrameHeader::jpeg(0, 0, 640, 480);
-    header.payload_len = u32::try_from(b).context("--frame-bytes too large")?;
+    let mut messages = match &cfg.replay {
+        Some(replay) => replay
+            .frames
+            .iter()
+            .map(|f| {
+                let header = FrameHeader::h264(0, 0, replay.width, replay.height, f.keyframe);
+                Message::new(
+                    FrameHeader {
+                        codec: f.codec,
+                        ..header
+                    },
+                    &f.payload,
+                )
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?,
+        None => {
+            let b = cfg.frame_bytes;
+            let mut payload = vec![0x55; b];
+            payload[..2].copy_from_slice(&[0xff, 0xd8]);
+            payload[b - 2..].copy_from_slice(&[0xff, 0xd9]);
+            vec![Message::new(FrameHeader::jpeg(0, 0, 640, 480), &payload)?]
+        }
+    };
 
     let period = Duration::from_secs_f64(1.0 / cfg.fps);
     let warmup = (cfg.fps.ceil() as u64).max(5);
@@ -326,10 +360,11 @@ async fn publish(
         while let Ok(pong) = pong_rx.try_recv() {
             wr.write_all(&pong).await?;
         }
-        header.sequence = seq;
-        header.timestamp_us = vswa_protocol::timestamp_us(std::time::SystemTime::now());
-        msg[at..at + HEADER_LEN].copy_from_slice(&header.to_bytes());
-        match tokio::time::timeout(write_limit, wr.write_all(&msg)).await {
+        let n = messages.len();
+        let msg = &mut messages[(seq % n as u64) as usize];
+        let timestamp_us = vswa_protocol::timestamp_us(std::time::SystemTime::now());
+        msg.stamp(seq, timestamp_us);
+        match tokio::time::timeout(write_limit, wr.write_all(&msg.bytes)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => break Err(anyhow::Error::from(e).context("publisher write failed")),
             Err(_) => break Err(anyhow::anyhow!("publisher write blocked for 5 s")),
@@ -351,6 +386,33 @@ async fn publish(
         let _ = wr.shutdown().await;
     });
     Ok((seq - warmup, seconds, cpu, self_start))
+}
+
+/// One publisher message: a client WebSocket frame holding a VSWA frame, whose sequence
+/// and timestamp are rewritten before each send.
+struct Message {
+    bytes: Vec<u8>,
+    /// Where the VSWA header starts.
+    at: usize,
+    header: FrameHeader,
+}
+
+impl Message {
+    fn new(mut header: FrameHeader, payload: &[u8]) -> anyhow::Result<Message> {
+        header.payload_len = u32::try_from(payload.len()).context("frame too large")?;
+        let mut bytes = Vec::with_capacity(payload.len() + HEADER_LEN + 14);
+        ws::put_client_header(&mut bytes, 0x2, (HEADER_LEN + payload.len()) as u64);
+        let at = bytes.len();
+        bytes.extend_from_slice(&header.to_bytes());
+        bytes.extend_from_slice(payload);
+        Ok(Message { bytes, at, header })
+    }
+
+    fn stamp(&mut self, sequence: u64, timestamp_us: u64) {
+        self.header.sequence = sequence;
+        self.header.timestamp_us = timestamp_us;
+        self.bytes[self.at..self.at + HEADER_LEN].copy_from_slice(&self.header.to_bytes());
+    }
 }
 
 struct ViewerTask {
@@ -405,10 +467,11 @@ impl ViewerTask {
                     Event::Frame {
                         sequence,
                         timestamp_us,
-                        ..
+                        len,
                     } => {
                         if sequence >= from && sequence <= to {
                             out.frames += 1;
+                            out.bytes += len;
                             out.hist.record(
                                 vswa_protocol::timestamp_us(std::time::SystemTime::now())
                                     .saturating_sub(timestamp_us),

@@ -8,6 +8,8 @@
 //! - [`client`]: the minimal WebSocket client the viewers use (one reused read buffer,
 //!   only the 32-byte VSWA header is decoded).
 //! - [`hist`]: the fixed-bucket latency histogram.
+//! - [`replay`]: real frames for the publisher (`--replay`: H.264 Annex B, MJPEG or a
+//!   VSWA recording), published in a loop with their own sizes and keyframe flags.
 //! - [`floor`]: the kernel floor, a minimal fan-out writer (`vswa-bench floor`) that
 //!   `bench/compare.sh` runs as a fourth relay to give every relay's cost a lower bound.
 //!
@@ -20,6 +22,7 @@ pub mod fanout;
 pub mod floor;
 pub mod hist;
 pub mod procstat;
+pub mod replay;
 pub mod sweep;
 
 /// Raises the soft open-file limit to the hard limit; returns the new soft limit.
