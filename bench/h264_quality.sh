@@ -20,7 +20,8 @@
 #
 # Env: SOURCES (space-separated: pattern = vswa_capture::TestPattern; testsrc2,
 #      mandelbrot, life = ffmpeg lavfi sources; noisy = mandelbrot with temporal noise
-#      like a camera sensor's; file:PATH = any video ffmpeg reads, scaled),
+#      like a camera sensor's; fixedcam = a fixed camera: a still, detailed scene, a
+#      moving picture, light sensor noise; file:PATH = any video ffmpeg reads, scaled),
 #      SIZES, DURATION (s), FPS, JPEG_Q, LADDER (kbit/s, comma-separated), REFINE,
 #      KEYFRAME (s), OUT (tables, CSV), WORK (raw frames and encoded files: ~400 MB per
 #      720p source), KEEP=1 keeps the raw sources, ENCODERS ("openh264", the default;
@@ -39,7 +40,7 @@ else
     DURATION=${DURATION:-10}
     REFINE=${REFINE:-4}
 fi
-SOURCES=${SOURCES:-pattern testsrc2 mandelbrot noisy}
+SOURCES=${SOURCES:-pattern testsrc2 mandelbrot noisy fixedcam}
 SIZES=${SIZES:-640x480 1280x720}
 FPS=${FPS:-30}
 JPEG_Q=${JPEG_Q:-80}
@@ -80,6 +81,14 @@ make_source() {
     noisy)
         ffmpeg -hide_banner -loglevel error -f lavfi -i "mandelbrot=size=$size:rate=$FPS" \
             -vf "noise=alls=6:allf=t" -frames:v "$FRAMES" "${raw[@]}" ;;
+    fixedcam)
+        # A fixed camera: a still, finely detailed scene (a mandelbrot view that does not
+        # zoom), a picture a sixth of the width moving across it, light sensor noise.
+        ffmpeg -hide_banner -loglevel error \
+            -f lavfi -i "mandelbrot=size=$size:rate=$FPS:start_scale=0.01:end_scale=0.01" \
+            -f lavfi -i "testsrc2=size=$((w / 5 / 2 * 2))x$((h / 5 / 2 * 2)):rate=$FPS" \
+            -filter_complex "[0][1]overlay=x='mod(t*$((w / 8))\,W-w)':y='(H-h)/2+sin(t*2)*H/5',noise=alls=3:allf=t" \
+            -frames:v "$FRAMES" "${raw[@]}" ;;
     file:*)
         ffmpeg -hide_banner -loglevel error -i "${src#file:}" \
             -vf "scale=$w:$h,fps=$FPS" -frames:v "$FRAMES" "${raw[@]}" ;;

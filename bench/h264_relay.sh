@@ -104,8 +104,9 @@ for rep in $(seq "$REPEAT"); do
     unset MISSES
 done
 echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
-"$BENCH" plot --out "$OUT" --title "720p, JPEG q80 vs H.264 at equal SSIM, $FPS fps" \
+"$BENCH" plot --out "$OUT" --title "JPEG q80 vs H.264 at equal SSIM, $FPS fps" \
     --table "$OUT/sweep.md" "$OUT"/*.csv
+rm -f "$OUT"/*-run*-*.svg # one plot per run as well is clutter; plot draws them together
 
 # --- capacity: the largest count meeting the target in each run, and what it costs -----
 python3 - "$OUT" "$REPEAT" >"$OUT/capacity.md" <<'EOF'
