@@ -221,6 +221,23 @@ mod tests {
     }
 
     #[test]
+    fn recordings_keep_codec_keyframes_and_size() {
+        use vswa_protocol::recording::RecordingWriter;
+        use vswa_protocol::{Frame, FrameHeader};
+        let mut w = RecordingWriter::new(Vec::new()).unwrap();
+        let idr = Bytes::from_static(&[0, 0, 0, 1, 0x65, 0x88]);
+        let delta = Bytes::from_static(&[0, 0, 0, 1, 0x41, 0x9A]);
+        w.write_frame(&Frame::new(FrameHeader::h264(0, 1, 320, 240, true), idr))
+            .unwrap();
+        w.write_frame(&Frame::new(FrameHeader::h264(1, 2, 320, 240, false), delta))
+            .unwrap();
+        let r = Replay::parse(&w.into_inner()).unwrap();
+        assert_eq!((r.kind, r.width, r.height), ("recording", 320, 240));
+        let flags: Vec<(Codec, bool)> = r.frames.iter().map(|f| (f.codec, f.keyframe)).collect();
+        assert_eq!(flags, [(Codec::H264, true), (Codec::H264, false)]);
+    }
+
+    #[test]
     fn unknown_bytes_are_refused() {
         assert!(Replay::parse(b"hello").is_err());
         assert!(Replay::parse(b"").is_err());
