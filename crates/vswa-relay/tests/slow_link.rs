@@ -267,12 +267,12 @@ fn slow_viewer_stays_under_the_ceiling_and_prompt_viewers_are_unaffected() {
         "slow viewer got {} of {sent}",
         frames.len()
     );
-    // ... and what it gets is not older than the ceiling: p99 within ceiling + 100 ms
-    // over the 20 s, nine frames in ten under the ceiling, and every one within
-    // ceiling + 100 ms once the connection is past its first second (TCP slow start on
-    // the new connection can overshoot the link's 50 ms queue; the relay cannot undo a
-    // retransmission).
-    assert!(pct(0.99) <= ceiling_ms + 100.0, "p99 {} ms", pct(0.99));
+    // ... and what it gets is not older than the ceiling: nine frames in ten under the
+    // ceiling over the 20 s, and every one within ceiling + 100 ms once the connection
+    // is past its first second (TCP slow start on the new connection can overshoot the
+    // link's 50 ms queue; the relay cannot undo a retransmission). Not p99 over the
+    // whole run: the slow viewer gets only ~150 frames, so two late ones in the first
+    // second (seen in CI: 838 and 671 ms at 0.78 s) are already more than 1%.
     assert!(pct(0.9) <= ceiling_ms, "p90 {} ms", pct(0.9));
     let settled_max = frames
         .iter()
