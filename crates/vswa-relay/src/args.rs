@@ -155,6 +155,52 @@ pub struct Args {
     /// Seconds viewers wait for a publisher that left to return.
     #[arg(long, default_value_t = defaults().end_grace.as_secs_f64())]
     end_grace: f64,
+
+    /// Join a cluster of relays through NATS: streams published on any relay of the
+    /// cluster can be watched on all of them. Comma-separated NATS URLs
+    /// (nats://HOST:PORT, tls://HOST:PORT; user:password@ in a URL works and is never
+    /// logged). The relay needs JetStream for its publisher lock (nats-server -js;
+    /// docs/nats.conf).
+    #[arg(long, value_name = "URLS", env = "VSWA_CLUSTER", value_delimiter = ',')]
+    cluster: Vec<String>,
+
+    /// This relay's name in the cluster [default: HOSTNAME:PORT].
+    #[arg(long, value_name = "ID", env = "VSWA_RELAY_ID", requires = "cluster")]
+    relay_id: Option<String>,
+
+    /// NATS credentials file (.creds: user JWT and NKey seed).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "VSWA_CLUSTER_CREDS",
+        requires = "cluster"
+    )]
+    cluster_creds: Option<PathBuf>,
+
+    /// NATS authentication token.
+    #[arg(
+        long,
+        env = "VSWA_CLUSTER_TOKEN",
+        hide_env_values = true,
+        requires = "cluster"
+    )]
+    cluster_token: Option<String>,
+
+    /// PEM root certificates that verify the NATS servers (implies TLS).
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    cluster_ca: Option<PathBuf>,
+
+    /// PEM client certificate for NATS (TLS client authentication), with --cluster-key.
+    #[arg(long, value_name = "FILE", requires_all = ["cluster", "cluster_key"])]
+    cluster_cert: Option<PathBuf>,
+
+    /// PEM private key of --cluster-cert.
+    #[arg(long, value_name = "FILE", requires = "cluster_cert")]
+    cluster_key: Option<PathBuf>,
+
+    /// Connect to NATS with TLS even when the URL says nats://.
+    #[arg(long, requires = "cluster")]
+    cluster_tls: bool,
 }
 
 /// Subcommands.
@@ -269,6 +315,40 @@ fn mint(args: &TokenArgs) -> Result<String, String> {
 }
 
 impl Args {
+    fn cluster_config(&self) -> Result<Option<crate::cluster::ClusterConfig>, String> {
+        let servers: Vec<String> = self
+            .cluster
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if servers.is_empty() {
+            return Ok(None);
+        }
+        for s in &servers {
+            s.parse::<async_nats::ServerAddr>().map_err(|e| {
+                format!(
+                    "--cluster {}: {e} (expected nats://HOST:PORT)",
+                    crate::cluster::redact(s)
+                )
+            })?;
+        }
+        if let Some(id) = &self.relay_id {
+            if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_control()) {
+                return Err("--relay-id: 1 to 128 printable characters".into());
+            }
+        }
+        Ok(Some(crate::cluster::ClusterConfig {
+            servers,
+            relay_id: self.relay_id.clone(),
+            creds: self.cluster_creds.clone(),
+            token: self.cluster_token.clone().filter(|t| !t.is_empty()),
+            ca: self.cluster_ca.clone(),
+            client_cert: self.cluster_cert.clone().zip(self.cluster_key.clone()),
+            require_tls: self.cluster_tls || self.cluster_ca.is_some(),
+        }))
+    }
+
     /// The relay configuration these arguments describe.
     pub fn config(&self) -> Result<RelayConfig, String> {
         let d = defaults();
@@ -306,6 +386,7 @@ impl Args {
             max_connections_per_ip: self.max_connections_per_ip,
             max_latency: Duration::from_millis(self.max_latency),
             send_lowat: self.send_lowat,
+            cluster: self.cluster_config()?,
             demo: self.demo.then_some(DemoConfig {
                 width: self.demo_size.width,
                 height: self.demo_size.height,

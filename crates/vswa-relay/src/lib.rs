@@ -28,6 +28,7 @@
 
 pub mod args;
 mod auth;
+pub mod cluster;
 mod deadline;
 pub mod demo;
 pub mod hub;
@@ -107,6 +108,9 @@ pub struct RelayConfig {
     /// After shutdown begins, how long sessions get to say goodbye (viewers get `end`
     /// and a close) before `serve` returns anyway.
     pub shutdown_grace: Duration,
+    /// Join a cluster of relays over NATS (`None`: a relay on its own; no NATS code
+    /// runs).
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 impl Default for RelayConfig {
@@ -129,6 +133,7 @@ impl Default for RelayConfig {
             shutdown_grace: Duration::from_secs(5),
             max_latency: Duration::from_millis(500),
             send_lowat: 64 * 1024,
+            cluster: None,
         }
     }
 }
@@ -162,6 +167,9 @@ pub enum RelayError {
     /// The demo stream's source could not be opened.
     #[error("demo stream: {0}")]
     Demo(String),
+    /// The cluster options are unusable (a bad NATS URL or credentials file).
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 /// Runs the relay the way the `vswa-relay` program does: binds `config.listen`, prints
@@ -216,6 +224,15 @@ pub(crate) struct RelayState {
     pub(crate) shutdown: ShutdownWatcher,
     pub(crate) sessions: TaskTracker,
     pub(crate) metrics: Option<&'static PrometheusHandle>,
+    /// Set by `serve` when the relay joins a cluster.
+    pub(crate) cluster: OnceLock<Arc<cluster::Cluster>>,
+}
+
+impl RelayState {
+    /// The cluster this relay belongs to, if any.
+    pub(crate) fn cluster(&self) -> Option<&Arc<cluster::Cluster>> {
+        self.cluster.get()
+    }
 }
 
 /// A relay, ready to serve.
@@ -287,6 +304,7 @@ impl Relay {
             shutdown: shutdown.watcher(),
             sessions: TaskTracker::new(),
             metrics: prometheus(),
+            cluster: OnceLock::new(),
         });
         Ok(Relay {
             state,
@@ -314,8 +332,17 @@ impl Relay {
         );
         let connections = TaskTracker::new();
         let scheme = if self.tls.is_some() { "https" } else { "http" };
-        if let Ok(addr) = listener.local_addr() {
-            tracing::info!("vswa-relay listening on {scheme}://{addr}");
+        let local = listener.local_addr()?;
+        tracing::info!("vswa-relay listening on {scheme}://{local}");
+        if let Some(config) = &self.state.config.cluster {
+            let id = config
+                .relay_id
+                .clone()
+                .unwrap_or_else(|| cluster::default_relay_id(local.port()));
+            let joined = cluster::Cluster::start(config, id, self.state.hub.clone())
+                .await
+                .map_err(RelayError::Cluster)?;
+            let _ = self.state.cluster.set(joined);
         }
         tokio::pin!(shutdown);
         loop {

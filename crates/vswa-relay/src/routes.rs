@@ -435,11 +435,20 @@ fn hub_error_response(e: HubError) -> Response {
     text(status, e)
 }
 
+/// How long a snapshot of a stream published on another relay waits for its first
+/// frame over the cluster.
+const REMOTE_SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn conn_info_peer(ext: &http::Extensions) -> Option<std::net::SocketAddr> {
+    conn_info(ext).map(|i| i.peer)
+}
+
 async fn snapshot(
     State(state): State<Arc<RelayState>>,
     Path(file): Path<String>,
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
+    ext: http::Extensions,
 ) -> Response {
     let name = match name_with_ext(&file, ".jpg") {
         Ok(n) => n,
@@ -448,6 +457,29 @@ async fn snapshot(
     if let Err(resp) = authorize(&state, auth::TokenRole::Watch, &name, &headers, &query) {
         return resp;
     }
+    // A stream published on another relay of the cluster, with nobody watching it
+    // here: watch it for a moment (the relay subscribes), take the first picture.
+    let _remote_viewer = match state.cluster() {
+        Some(cluster)
+            if state
+                .hub
+                .stream(&name)
+                .is_none_or(|s| s.latest_frame().is_none())
+                && cluster.published_elsewhere(name.as_str()) =>
+        {
+            match state
+                .hub
+                .watch(&name, ViewerKind::Mjpeg, conn_info_peer(&ext))
+            {
+                Ok(mut viewer) => {
+                    let _ = tokio::time::timeout(REMOTE_SNAPSHOT_WAIT, viewer.next()).await;
+                    Some(viewer)
+                }
+                Err(e) => return hub_error_response(e),
+            }
+        }
+        _ => None,
+    };
     let Some(stream) = state.hub.stream(&name) else {
         return no_frame_yet(&name);
     };
@@ -526,8 +558,17 @@ fn jpeg_response(jpeg: Bytes) -> Response {
         .into_response()
 }
 
+/// Every stream: this relay's, and in a cluster those of every relay.
+fn all_streams(state: &RelayState) -> Vec<crate::hub::StreamInfo> {
+    let local = state.hub.streams();
+    match state.cluster() {
+        Some(cluster) => cluster.directory_view(local),
+        None => local,
+    }
+}
+
 async fn api_streams(State(state): State<Arc<RelayState>>) -> Response {
-    Json(serde_json::json!({ "streams": state.hub.streams() })).into_response()
+    Json(serde_json::json!({ "streams": all_streams(&state) })).into_response()
 }
 
 async fn api_stream(State(state): State<Arc<RelayState>>, Path(stream): Path<String>) -> Response {
@@ -535,8 +576,15 @@ async fn api_stream(State(state): State<Arc<RelayState>>, Path(stream): Path<Str
         Ok(n) => n,
         Err(resp) => return resp,
     };
-    match state.hub.stream(&name) {
-        Some(s) => Json(s.info()).into_response(),
+    let info = match (state.cluster(), state.hub.stream(&name)) {
+        (None, Some(s)) => Some(s.info()),
+        (None, None) => None,
+        (Some(_), _) => all_streams(&state)
+            .into_iter()
+            .find(|s| s.name == name.as_str()),
+    };
+    match info {
+        Some(info) => Json(info).into_response(),
         None => text(StatusCode::NOT_FOUND, format!("no stream \"{name}\"")),
     }
 }

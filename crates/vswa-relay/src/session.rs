@@ -16,6 +16,7 @@ use vswa_protocol::{ControlMessage, ErrorCode, StreamName, PROTOCOL_VERSION};
 
 use vswa_protocol::websocket::{self as ws, Opcode};
 
+use crate::cluster::LockError;
 use crate::hub::{HubError, Item, ViewerKind};
 use crate::{ConnInfo, RelayState};
 
@@ -27,11 +28,24 @@ fn hello(state: &RelayState, role: Role, stream: &StreamName, live: bool) -> Con
         role,
         stream: stream.to_string(),
         server: SERVER.into(),
-        max_payload_len: state.config.hub.max_payload_len,
+        max_payload_len: max_payload_len(state),
         live,
         max_latency_ms: (!state.config.max_latency.is_zero())
             .then_some(state.config.max_latency.as_millis() as u64),
     })
+}
+
+/// The largest payload the relay takes: its own limit, and in a cluster what NATS
+/// carries.
+fn max_payload_len(state: &RelayState) -> u32 {
+    let own = state.config.hub.max_payload_len;
+    match state.cluster().and_then(|c| c.max_frame()) {
+        Some(frame) => {
+            let payload = frame.saturating_sub(vswa_protocol::HEADER_LEN);
+            own.min(u32::try_from(payload).unwrap_or(u32::MAX))
+        }
+        None => own,
+    }
 }
 
 fn hub_error_code(e: &HubError) -> ErrorCode {
@@ -73,6 +87,24 @@ pub(crate) async fn publisher(
     let handle = match state.hub.publish(&name, info.as_ref().map(|i| i.peer)) {
         Ok(h) => h,
         Err(e) => return refuse_publisher(&mut socket, hub_error_code(&e), e.to_string()).await,
+    };
+    // In a cluster the stream's lock too: one publisher on all relays.
+    let cluster = match state.cluster() {
+        Some(cluster) => match cluster.claim(handle.stream()).await {
+            Ok(publisher) => Some(publisher),
+            Err(e) => {
+                // Nobody published here: viewers waiting here get no `end`.
+                handle.leave_quietly();
+                let msg = match e {
+                    LockError::Busy(relay) => {
+                        format!("stream \"{name}\" already has a publisher (on relay {relay})")
+                    }
+                    LockError::Unavailable(e) => format!("cluster lock unavailable: {e}"),
+                };
+                return refuse_publisher(&mut socket, ErrorCode::StreamBusy, msg).await;
+            }
+        },
+        None => None,
     };
     let hello = hello(&state, Role::Publisher, &name, true);
     if socket
@@ -127,9 +159,18 @@ pub(crate) async fn publisher(
                         break;
                     }
                     Some(Ok(Message::Binary(bytes))) => {
-                        if let Err(e) = handle.publish(bytes) {
-                            refuse_publisher(&mut socket, e.code(), e.to_string()).await;
-                            break;
+                        match handle.publish(bytes) {
+                            Ok(out) => {
+                                if let Some(Err(msg)) = cluster.as_ref().map(|c| c.forward(&out)) {
+                                    tracing::warn!(stream = %name, "{msg}");
+                                    refuse_publisher(&mut socket, ErrorCode::FrameTooLarge, msg).await;
+                                    break;
+                                }
+                            }
+                            Err(e) => {
+                                refuse_publisher(&mut socket, e.code(), e.to_string()).await;
+                                break;
+                            }
                         }
                     }
                     Some(Ok(Message::Text(text))) => {

@@ -26,7 +26,7 @@ mod views;
 use stream::PublisherInfo;
 pub use stream::Stream;
 pub use viewer::{ViewerHandle, ViewerKind, ViewerStats};
-pub use views::{LagBuckets, PublisherView, StreamInfo, ViewerView};
+pub use views::{ClusterView, LagBuckets, PublisherView, StreamInfo, ViewerView};
 
 /// Limits the hub enforces.
 #[derive(Debug, Clone)]
@@ -157,12 +157,19 @@ pub(super) fn unix_ms(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding these short locks leaves consistent data; keep serving.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-#[derive(Debug)]
+/// Told when a stream's viewers or publisher on this hub change (the cluster
+/// subscribes to remote streams while they have local viewers, and tells the other
+/// relays).
+pub trait HubObserver: Send + Sync {
+    /// A viewer or publisher of `stream` came or left; it now has `local` viewers.
+    fn stream_changed(&self, stream: &Arc<Stream>, local: usize);
+}
+
 struct HubInner {
     config: HubConfig,
     streams: Mutex<HashMap<StreamName, Arc<Stream>>>,
@@ -171,6 +178,17 @@ struct HubInner {
     live_streams: AtomicUsize,
     next_id: AtomicU64,
     shutting_down: AtomicBool,
+    observer: std::sync::OnceLock<Arc<dyn HubObserver>>,
+}
+
+impl std::fmt::Debug for HubInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubInner")
+            .field("config", &self.config)
+            .field("streams", &self.streams)
+            .field("observer", &self.observer.get().is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The set of named streams. Cheap to clone.
@@ -190,7 +208,19 @@ impl Hub {
                 live_streams: AtomicUsize::new(0),
                 next_id: AtomicU64::new(1),
                 shutting_down: AtomicBool::new(false),
+                observer: std::sync::OnceLock::new(),
             }),
+        }
+    }
+
+    /// Sets the observer told about viewer counts (once; later calls are ignored).
+    pub fn set_observer(&self, observer: Arc<dyn HubObserver>) {
+        let _ = self.inner.observer.set(observer);
+    }
+
+    fn notify_viewers(&self, stream: &Arc<Stream>, local: usize) {
+        if let Some(observer) = self.inner.observer.get() {
+            observer.stream_changed(stream, local);
         }
     }
 
@@ -261,6 +291,29 @@ impl Hub {
         name: &StreamName,
         addr: Option<SocketAddr>,
     ) -> Result<PublisherHandle, HubError> {
+        self.claim(name, addr, None)
+    }
+
+    /// Claims the publisher slot of `name` for frames of a publisher on the cluster's
+    /// relay `origin`. Only an existing stream (one with viewers here) is fed.
+    pub fn publish_remote(
+        &self,
+        stream: &Arc<Stream>,
+        origin: String,
+    ) -> Result<PublisherHandle, HubError> {
+        match self.stream(&stream.name) {
+            Some(current) if Arc::ptr_eq(&current, stream) => {}
+            _ => return Err(HubError::StreamBusy(stream.name.to_string())),
+        }
+        self.claim(&stream.name, None, Some(origin))
+    }
+
+    fn claim(
+        &self,
+        name: &StreamName,
+        addr: Option<SocketAddr>,
+        origin: Option<String>,
+    ) -> Result<PublisherHandle, HubError> {
         let stream = self.get_or_create(name, false)?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         {
@@ -281,10 +334,15 @@ impl Hub {
                 id,
                 addr,
                 since: SystemTime::now(),
+                origin: origin.clone(),
             });
         }
         metrics::gauge!("vswa_publishers").increment(1.0);
-        tracing::info!(stream = %name, ?addr, "publisher connected");
+        match &origin {
+            None => tracing::info!(stream = %name, ?addr, "publisher connected"),
+            Some(relay) => tracing::info!(stream = %name, %relay, "frames from the cluster"),
+        }
+        self.notify_viewers(&stream, stream.viewer_total());
         Ok(PublisherHandle {
             hub: self.clone(),
             stream,
@@ -340,7 +398,8 @@ impl Hub {
             viewers.insert(id, stats.clone());
             viewers.len()
         };
-        stream.viewer_count.send_replace(count as u32);
+        stream.send_viewer_count(count);
+        self.notify_viewers(&stream, count);
         metrics::gauge!("vswa_viewers").increment(1.0);
         // Start at the newest point a decoder can start (the newest JPEG frame, the
         // latest H.264 keyframe), so a new viewer gets a picture at once; the frames
@@ -422,7 +481,13 @@ impl PublisherHandle {
         &self.stream
     }
 
-    /// Watches the number of viewers.
+    /// Gives the slot up without telling viewers the publisher left (it never
+    /// published: a publisher refused after claiming the slot).
+    pub fn leave_quietly(self) {
+        self.ended.store(true, Ordering::Relaxed);
+    }
+
+    /// Watches the number of viewers (on every relay of a cluster).
     pub fn viewer_count(&self) -> watch::Receiver<u32> {
         self.stream.viewer_count.subscribe()
     }
@@ -495,6 +560,8 @@ impl Drop for PublisherHandle {
         }
         metrics::gauge!("vswa_publishers").decrement(1.0);
         tracing::info!(stream = %self.stream.name, "publisher left");
+        let local = self.stream.viewer_total();
+        self.hub.notify_viewers(&self.stream, local);
         self.hub.release(&self.stream);
     }
 }

@@ -20,6 +20,9 @@ pub(super) struct PublisherInfo {
     pub(super) id: u64,
     pub(super) addr: Option<SocketAddr>,
     pub(super) since: SystemTime,
+    /// The relay that holds the publisher, when frames come from another relay of
+    /// the cluster (`None`: the publisher is connected here).
+    pub(super) origin: Option<String>,
 }
 
 #[derive(Debug)]
@@ -93,7 +96,10 @@ pub struct Stream {
     pub(super) name: StreamName,
     pub(super) ring: Mutex<Ring>,
     pub(super) newest: watch::Sender<u64>,
+    /// Viewers here plus `remote_viewers`: what the publisher is told.
     pub(super) viewer_count: watch::Sender<u32>,
+    /// Viewers of this stream on the other relays of a cluster.
+    pub(super) remote_viewers: std::sync::atomic::AtomicU32,
     pub(super) viewers: Mutex<HashMap<u64, Arc<ViewerStats>>>,
     pub(super) frames_in: AtomicU64,
     pub(super) bytes_in: AtomicU64,
@@ -121,6 +127,7 @@ impl Stream {
             }),
             newest: watch::Sender::new(0),
             viewer_count: watch::Sender::new(0),
+            remote_viewers: std::sync::atomic::AtomicU32::new(0),
             viewers: Mutex::new(HashMap::new()),
             frames_in: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
@@ -171,6 +178,50 @@ impl Stream {
     /// Caches the snapshot made from the keyframe at ring index `key`.
     pub fn cache_snapshot(&self, key: u64, jpeg: bytes::Bytes) {
         *lock(&self.snapshot) = Some((key, jpeg));
+    }
+
+    /// Tells the publisher's watch the viewer count: `local` viewers here plus those
+    /// on other relays.
+    pub(super) fn send_viewer_count(&self, local: usize) {
+        let remote = self.remote_viewers.load(Ordering::Relaxed);
+        let total = u32::try_from(local)
+            .unwrap_or(u32::MAX)
+            .saturating_add(remote);
+        self.viewer_count.send_if_modified(|n| {
+            let changed = *n != total;
+            *n = total;
+            changed
+        });
+    }
+
+    /// Sets the number of viewers this stream has on the other relays of a cluster;
+    /// the publisher's `viewers` messages count them too.
+    pub fn set_remote_viewers(&self, count: u32) {
+        if self.remote_viewers.swap(count, Ordering::Relaxed) != count {
+            self.send_viewer_count(self.viewer_total());
+        }
+    }
+
+    /// Viewers connected to this relay.
+    pub fn local_viewers(&self) -> usize {
+        self.viewer_total()
+    }
+
+    /// The relay of the cluster that holds this stream's publisher, when it is not
+    /// this one (frames come over the cluster).
+    pub fn origin(&self) -> Option<String> {
+        lock(&self.ring)
+            .publisher
+            .as_ref()
+            .and_then(|p| p.origin.clone())
+    }
+
+    /// Whether a publisher is connected to this relay (not one on another relay).
+    pub fn has_local_publisher(&self) -> bool {
+        lock(&self.ring)
+            .publisher
+            .as_ref()
+            .is_some_and(|p| p.origin.is_none())
     }
 
     /// The stream's name.
@@ -250,6 +301,7 @@ impl Stream {
                 ring.publisher.as_ref().map(|p| PublisherView {
                     addr: p.addr.map(|a| a.to_string()),
                     connected_unix_ms: unix_ms(p.since),
+                    relay: p.origin.clone(),
                 }),
                 header.map_or(0, |h| h.width),
                 header.map_or(0, |h| h.height),
@@ -308,6 +360,7 @@ impl Stream {
             viewers: viewers.len(),
             created_unix_ms: unix_ms(self.created),
             viewer_details: viewers,
+            cluster: None,
         }
     }
 }

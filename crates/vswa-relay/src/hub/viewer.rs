@@ -207,9 +207,10 @@ impl Drop for ViewerHandle {
             viewers.remove(&self.stats.id);
             viewers.len()
         };
-        self.stream.viewer_count.send_replace(count as u32);
+        self.stream.send_viewer_count(count);
         self.hub.inner.total_viewers.fetch_sub(1, Ordering::Relaxed);
         metrics::gauge!("vswa_viewers").decrement(1.0);
         self.hub.release(&self.stream);
+        self.hub.notify_viewers(&self.stream, count);
     }
 }

@@ -41,6 +41,20 @@ pub struct StreamInfo {
     pub created_unix_ms: u64,
     /// Each viewer's counters.
     pub viewer_details: Vec<ViewerView>,
+    /// The stream across the cluster (relays started with `--cluster` only).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterView>,
+}
+
+/// A stream across the relays of a cluster (`/api/streams` with `--cluster`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClusterView {
+    /// The relay id holding the publisher (`None` while nobody publishes).
+    pub relay: Option<String>,
+    /// Viewers on every relay of the cluster.
+    pub viewers_total: usize,
+    /// Viewers per relay id (relays with none are left out).
+    pub viewers_by_relay: std::collections::BTreeMap<String, usize>,
 }
 
 /// JSON view of a publisher.
@@ -50,6 +64,9 @@ pub struct PublisherView {
     pub addr: Option<String>,
     /// When it connected.
     pub connected_unix_ms: u64,
+    /// The relay of the cluster it is connected to, when that is another relay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay: Option<String>,
 }
 
 /// JSON view of a viewer.
