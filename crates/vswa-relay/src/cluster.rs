@@ -243,7 +243,7 @@ fn describe_metrics() {
     );
     describe_counter!(
         "vswa_cluster_dropped_total",
-        "Frames the cluster path dropped, by reason (backbone_full: NATS could not take them in time; slow_consumer: NATS dropped them for this relay; local_publisher: a stream published here too)"
+        "Frames the cluster path dropped, by reason (backbone_full: NATS could not take them in time; nats_unavailable: not connected to NATS; slow_consumer: NATS dropped messages for this relay, counted per event; local_publisher: a stream published here too)"
     );
     describe_gauge!(
         "vswa_cluster_connected",
@@ -302,7 +302,7 @@ impl Cluster {
             // A relay never wants its own frames back.
             .no_echo()
             .subscription_capacity(SUBSCRIPTION_CAPACITY)
-            .client_capacity(256)
+            .client_capacity(64)
             .connection_timeout(OP_TIMEOUT)
             .request_timeout(Some(OP_TIMEOUT))
             .ping_interval(Duration::from_secs(5))
@@ -413,6 +413,8 @@ impl Cluster {
         stream: &Arc<Stream>,
     ) -> Result<ClusterPublisher, LockError> {
         let name = stream.name().clone();
+        let max_payload = self.client.server_info().max_payload;
+        self.max_payload.store(max_payload, Ordering::Relaxed);
         let revision = if self.connected() {
             match tokio::time::timeout(2 * OP_TIMEOUT, self.take_lock(&name)).await {
                 Ok(Ok(rev)) => Some(rev),
@@ -613,6 +615,12 @@ impl Cluster {
                     if let Some(clock) = *stream.publisher_clock().borrow() {
                         headers.insert(H_CLOCK, ControlMessage::Clock(clock).to_json().as_str());
                     }
+                    if !self.connected() {
+                        // Queued in the client, it would reach viewers late after a
+                        // reconnect; drop it now.
+                        metrics::counter!("vswa_cluster_dropped_total", "reason" => "nats_unavailable").increment(1);
+                        continue;
+                    }
                     let bytes = frame.ws.slice(frame.ws.len() - frame.frame.encoded_len()..);
                     let sent = tokio::time::timeout(
                         OP_TIMEOUT,
@@ -706,6 +714,9 @@ impl Cluster {
                 if let Ok(Ok(s)) =
                     tokio::time::timeout(OP_TIMEOUT, self.client.subscribe(subject.clone())).await
                 {
+                    // Once NATS answered a ping after the SUB, frames published from
+                    // now on reach us: only then does the gauge count it.
+                    let _ = tokio::time::timeout(OP_TIMEOUT, self.client.flush()).await;
                     gauge.increment(1.0);
                     tracing::debug!(stream = %stream.name(), "cluster: subscribed");
                     sub = Some(s);
@@ -931,17 +942,22 @@ impl Cluster {
                 *remote.entry(s.name.clone()).or_default() += s.viewers;
             }
         }
-        for info in self.hub.streams() {
-            let Ok(name) = StreamName::new(&info.name) else {
-                continue;
-            };
-            if let Some(stream) = self.hub.stream(&name) {
-                if stream.has_local_publisher() {
-                    let n = remote.get(&info.name).copied().unwrap_or(0);
-                    stream.set_remote_viewers(u32::try_from(n).unwrap_or(u32::MAX));
-                }
+        for stream in self.hub.all() {
+            if stream.has_local_publisher() {
+                let n = remote.get(stream.name().as_str()).copied().unwrap_or(0);
+                stream.set_remote_viewers(u32::try_from(n).unwrap_or(u32::MAX));
             }
         }
+    }
+
+    /// The codec another live relay announces for `name` (`jpeg`, `h264`), if any.
+    pub(crate) fn announced_codec(&self, name: &str) -> Option<String> {
+        lock(&self.peers)
+            .values()
+            .filter(|p| p.heard.elapsed() < DEAD_AFTER)
+            .flat_map(|p| p.announce.streams.iter())
+            .find(|s| s.name == name && s.publisher && !s.codec.is_empty())
+            .map(|s| s.codec.clone())
     }
 
     /// Whether another live relay announces `name` as published there.

@@ -328,7 +328,13 @@ async fn mjpeg(
         .stream(&name)
         .and_then(|s| s.latest_frame())
         .map(|f| f.frame.header().codec);
-    if codec.is_some_and(|c| c != vswa_protocol::Codec::Jpeg) {
+    // A stream published on another relay: its codec as that relay announces it.
+    let remote_h264 = codec.is_none()
+        && state
+            .cluster()
+            .and_then(|c| c.announced_codec(name.as_str()))
+            .is_some_and(|c| c != "jpeg");
+    if remote_h264 || codec.is_some_and(|c| c != vswa_protocol::Codec::Jpeg) {
         return text(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!(

@@ -35,8 +35,11 @@ function createItem(name) {
 
 function describe(s) {
   const parts = [];
-  const viewers = Number(s.viewers) || 0;
+  // In a cluster (`vswa-relay --cluster`) count the viewers of every relay and say
+  // which relay has the publisher.
+  const viewers = Number(s.viewers_total ?? s.viewers) || 0;
   parts.push(`${viewers} viewer${viewers === 1 ? '' : 's'}`);
+  if (typeof s.relay === 'string' && s.relay) parts.push(`published on ${s.relay}`);
   if (s.standby) parts.push('standby: starts when watched');
   else if (Number.isFinite(s.fps)) parts.push(`${s.fps.toFixed(1)} fps`);
   if (s.width && s.height) parts.push(`${s.width}×${s.height}`);

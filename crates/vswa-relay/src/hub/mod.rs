@@ -234,6 +234,11 @@ impl Hub {
         lock(&self.inner.streams).get(name).cloned()
     }
 
+    /// Every stream (unsorted).
+    pub fn all(&self) -> Vec<Arc<Stream>> {
+        lock(&self.inner.streams).values().cloned().collect()
+    }
+
     /// Statistics of every stream, sorted by name.
     pub fn streams(&self) -> Vec<StreamInfo> {
         let streams: Vec<Arc<Stream>> = lock(&self.inner.streams).values().cloned().collect();
