@@ -1610,3 +1610,104 @@ fn h264_broadcast_reaches_vswa_recv() {
 fn firefox_h264_broadcast_reaches_vswa_recv() {
     h264_broadcast_reaches_vswa_recv_in(Engine::Firefox);
 }
+
+// ---------------------------------------------------------------------------------------
+// clustered relays (issue 13)
+
+/// Issue 13: relays A and C clustered over a real `nats-server`; `vswa-send` publishes
+/// the test pattern to A and the viewer page of relay C shows it moving, with the
+/// publisher's resolution. (`vswa-relay --demo` is not used: the stream must come from
+/// a real publisher on another relay.)
+fn cluster_viewer_on_another_relay_shows_video_in(engine: Engine) {
+    let name = format!("cluster_viewer_on_another_relay_shows_video ({})", engine.name());
+    if !vswa_testkit::nats::NatsServer::available(&name) {
+        return;
+    }
+    run(&name, engine, |programs| async move {
+        let dir = TempDir::new("browser-cluster");
+        let nats = vswa_testkit::nats::NatsServer::start();
+        let url = nats.url();
+        let a = Relay::start(&["--cluster", &url, "--relay-id", "A"]);
+        let c = Relay::start(&["--cluster", &url, "--relay-id", "C"]);
+        let mut cmd = Command::new(vswa_testkit::bin("vswa-send"));
+        cmd.arg("--url")
+            .arg(a.publish_url("cam"))
+            .args(["--source", "test", "--size", "640x480", "--fps", "30"]);
+        let mut sender = Proc::spawn("vswa-send", cmd, dir.join("vswa-send.log"))?;
+        // C lists the stream once A's announcement reached it (once a second).
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let listed = vswa_testkit::http_get_body(c.addr, "/api/streams/cam")
+                .and_then(|b| serde_json::from_str::<Value>(&b).ok())
+                .is_some_and(|s| s["live"] == true && s["relay"] == "A");
+            if listed {
+                break;
+            }
+            ensure!(!sender.exited(), "vswa-send exited: {}", sender.log_text());
+            ensure!(
+                Instant::now() < deadline,
+                "relay C does not list stream cam of relay A: {:?}",
+                vswa_testkit::http_get_body(c.addr, "/api/streams")
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let browser = Browser::start(&programs, Viewport::Desktop(1280, 800), false).await?;
+        browser.goto(&c.http("/view/cam")).await?;
+        browser
+            .wait_for(
+                "5 frames drawn",
+                "return !!window.vswaStats && window.vswaStats.frames >= 5",
+                Duration::from_secs(20),
+                STATS_JS,
+            )
+            .await?;
+        browser
+            .eval("document.getElementById('overlay').classList.add('hidden'); return true")
+            .await?;
+        let canvas = browser.client().find(Locator::Id("video")).await?;
+        let first = decode_png(&canvas.screenshot().await?)?;
+        let drawn = browser
+            .eval("return window.vswaStats.frames")
+            .await?
+            .as_u64()
+            .unwrap_or(0);
+        browser
+            .wait_for(
+                "10 more frames drawn",
+                &format!("return window.vswaStats.frames >= {}", drawn + 10),
+                Duration::from_secs(20),
+                STATS_JS,
+            )
+            .await?;
+        let second = decode_png(&canvas.screenshot().await?)?;
+        for (name, img) in [("first", &first), ("second", &second)] {
+            let (top, colours) = colour_stats(img);
+            ensure!(
+                top < 0.95 && colours >= 16,
+                "{name} screenshot looks blank: {:.1}% of it one colour, {colours} colours",
+                top * 100.0
+            );
+        }
+        let changed = differing_pixels(&first, &second);
+        ensure!(
+            changed >= 100,
+            "the video did not move: {changed} pixels changed over 10 frames"
+        );
+        let stats: Value =
+            serde_json::from_str(browser.eval(STATS_JS).await?.as_str().unwrap_or("null"))?;
+        ensure!(
+            stats["width"] == 640 && stats["height"] == 480,
+            "the page on C does not show the publisher's 640x480: {stats}"
+        );
+        eprintln!("relay C's page: {changed} pixels changed over 10 frames; stats {stats}");
+        browser.close().await;
+        drop(nats);
+        Ok(())
+    });
+}
+
+#[test]
+fn cluster_viewer_on_another_relay_shows_video() {
+    cluster_viewer_on_another_relay_shows_video_in(Engine::Chromium);
+}
+

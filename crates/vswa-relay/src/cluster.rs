@@ -118,6 +118,69 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// Credentials written into a NATS URL (`nats://user:password@host`, `nats://token@host`).
+#[derive(Debug, PartialEq, Eq)]
+enum UrlAuth {
+    UserPassword(String, String),
+    Token(String),
+}
+
+/// Parses the server URLs and takes the credentials out of them: async-nats uses only
+/// the credentials given to its options (and would log URLs with them at debug level).
+fn server_addrs(urls: &[String]) -> Result<(Vec<async_nats::ServerAddr>, Option<UrlAuth>), String> {
+    let mut auth = None;
+    let mut out = Vec::with_capacity(urls.len());
+    for raw in urls {
+        let addr: async_nats::ServerAddr = raw
+            .parse()
+            .map_err(|e| format!("--cluster {}: {e}", redact(raw)))?;
+        let user = addr
+            .username()
+            .map(percent_decode)
+            .filter(|u| !u.is_empty());
+        let password = addr.password().map(percent_decode);
+        let found = match (user, password) {
+            (Some(u), Some(p)) => Some(UrlAuth::UserPassword(u, p)),
+            (Some(t), None) => Some(UrlAuth::Token(t)),
+            _ => None,
+        };
+        let mut url = addr.into_inner();
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        let addr = async_nats::ServerAddr::from_url(url)
+            .map_err(|e| format!("--cluster {}: {e}", redact(raw)))?;
+        if let Some(found) = found {
+            if auth.as_ref().is_some_and(|a| *a != found) {
+                return Err("--cluster: the URLs carry different credentials".into());
+            }
+            auth = Some(found);
+        }
+        out.push(addr);
+    }
+    Ok((out, auth))
+}
+
+/// `%XX` escapes of a URL's user or password part, decoded.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// What a relay tells the others, on [`RELAYS_SUBJECT`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Announce {
@@ -284,14 +347,7 @@ impl Cluster {
         hub: Hub,
     ) -> Result<Arc<Cluster>, String> {
         describe_metrics();
-        let servers: Vec<async_nats::ServerAddr> = config
-            .servers
-            .iter()
-            .map(|s| {
-                s.parse::<async_nats::ServerAddr>()
-                    .map_err(|e| format!("--cluster {}: {e}", redact(s)))
-            })
-            .collect::<Result<_, _>>()?;
+        let (servers, url_auth) = server_addrs(&config.servers)?;
         if servers.is_empty() {
             return Err("--cluster: no NATS server URL".into());
         }
@@ -315,6 +371,13 @@ impl Cluster {
                 let events = events.clone();
                 async move { on_event(&events, event) }
             });
+        match url_auth {
+            Some(UrlAuth::UserPassword(user, password)) => {
+                options = options.user_and_password(user, password);
+            }
+            Some(UrlAuth::Token(token)) => options = options.token(token),
+            None => {}
+        }
         if let Some(path) = &config.creds {
             options = options
                 .credentials_file(path)
@@ -354,6 +417,8 @@ impl Cluster {
             state,
             max_payload: AtomicUsize::new(0),
         });
+        metrics::gauge!("vswa_cluster_subscriptions").set(0.0);
+        metrics::gauge!("vswa_cluster_connected").set(0.0);
         hub.set_observer(Arc::new(Observer(Arc::downgrade(&cluster))));
         tokio::spawn(cluster.clone().announcer());
         tokio::spawn(cluster.clone().directory());
@@ -1120,6 +1185,24 @@ impl ClusterPublisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_come_out_of_the_urls() {
+        let (addrs, auth) = server_addrs(&[
+            "nats://vswa:p%40ss@127.0.0.1:4222".into(),
+            "nats://127.0.0.1:4223".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            auth,
+            Some(UrlAuth::UserPassword("vswa".into(), "p@ss".into()))
+        );
+        assert!(addrs.iter().all(|a| !a.has_user_pass()), "{addrs:?}");
+        let (_, auth) = server_addrs(&["nats://s3cret@h:4222".into()]).unwrap();
+        assert_eq!(auth, Some(UrlAuth::Token("s3cret".into())));
+        assert!(server_addrs(&["nats://a:b@h:1".into(), "nats://c:d@h:2".into()]).is_err());
+        assert!(server_addrs(&["nats://h:99999".into()]).is_err());
+    }
 
     #[test]
     fn urls_lose_their_credentials_in_logs() {

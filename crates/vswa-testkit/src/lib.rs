@@ -7,6 +7,8 @@
 //! and reaped on drop, so a failing test never leaves processes behind. When a test panics, the relay's last
 //! log lines are printed to help find out why.
 
+pub mod nats;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
