@@ -161,7 +161,13 @@ pub struct Args {
     /// (nats://HOST:PORT, tls://HOST:PORT; user:password@ in a URL works and is never
     /// logged). The relay needs JetStream for its publisher lock (nats-server -js;
     /// docs/nats.conf).
-    #[arg(long, value_name = "URLS", env = "VSWA_CLUSTER", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "URLS",
+        env = "VSWA_CLUSTER",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
     cluster: Vec<String>,
 
     /// This relay's name in the cluster [default: HOSTNAME:PORT].

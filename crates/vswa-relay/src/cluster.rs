@@ -57,10 +57,22 @@ pub const DEAD_AFTER: Duration = Duration::from_secs(3);
 pub const LINGER: Duration = Duration::from_secs(2);
 /// Frames waiting to go to NATS per published stream; more are dropped (counted).
 const FORWARD_QUEUE: usize = 8;
-/// Messages async-nats buffers per subscription before it drops (a slow consumer).
-const SUBSCRIPTION_CAPACITY: usize = 64;
+/// Messages async-nats buffers per subscription before it drops (a slow consumer):
+/// about half a second of video, beyond which frames are too old to show anyway.
+const SUBSCRIPTION_CAPACITY: usize = 16;
 /// Bound on any one NATS operation.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bound on taking a publisher lock (waiting for a full view of the cluster, a move
+/// from another relay, and the key-value requests).
+const CLAIM_TIMEOUT: Duration = Duration::from_secs(8);
+/// How long a claim waits for another relay to free a lock or to stop announcing the
+/// stream (a publisher moving between relays).
+const MOVE_WAIT: Duration = Duration::from_secs(2);
+/// An announcement heard this long after a claim began reflects that relay's state
+/// after the claim (announcements follow a change within about 100 ms).
+const SETTLE: Duration = Duration::from_millis(500);
+/// How long a relay keeps trying to free the lock of a publisher that left.
+const RELEASE_FOR: Duration = Duration::from_secs(30);
 /// Room for the NATS headers the relay adds to a frame.
 const HEADER_ROOM: usize = 512;
 
@@ -221,6 +233,10 @@ struct Announced {
 struct LockOwner {
     relay: String,
     instance: String,
+    /// Which publisher of that relay (a publisher that left must not free the lock
+    /// of the one that came after it).
+    #[serde(default)]
+    publisher: u64,
 }
 
 #[derive(Debug)]
@@ -246,8 +262,15 @@ pub(crate) enum LockError {
 
 /// The relay's membership in a cluster.
 pub(crate) struct Cluster {
+    /// Frames.
     client: async_nats::Client,
+    /// Announcements and the locks, on a connection of their own so that a backlog
+    /// of frames never delays a relay's sign of life.
+    control: async_nats::Client,
     js: async_nats::jetstream::Context,
+    /// Streams whose frames this relay forwards (its publishers, not `--demo`).
+    forwarding: Mutex<std::collections::HashSet<StreamName>>,
+    next_publisher: AtomicU64,
     locks: tokio::sync::Mutex<Option<kv::Store>>,
     relay_id: String,
     instance: String,
@@ -294,7 +317,7 @@ fn describe_metrics() {
     use metrics::{describe_counter, describe_gauge};
     describe_gauge!(
         "vswa_cluster_subscriptions",
-        "Remote streams this relay is subscribed to over NATS"
+        "Streams this relay is subscribed to over NATS (those with local viewers)"
     );
     describe_counter!(
         "vswa_cluster_frames_in_total",
@@ -352,60 +375,31 @@ impl Cluster {
             return Err("--cluster: no NATS server URL".into());
         }
         let state = Arc::new(ConnState::default());
-        let events = state.clone();
-        let mut options = async_nats::ConnectOptions::new()
-            .name(format!("vswa-relay {relay_id}"))
-            // A relay never wants its own frames back.
-            .no_echo()
-            .subscription_capacity(SUBSCRIPTION_CAPACITY)
-            .client_capacity(64)
-            .connection_timeout(OP_TIMEOUT)
-            .request_timeout(Some(OP_TIMEOUT))
-            .ping_interval(Duration::from_secs(5))
-            .retry_on_initial_connect()
-            .max_reconnects(None)
-            .reconnect_delay_callback(|attempt| {
-                Duration::from_millis((100u64 << attempt.min(5)).min(2000))
-            })
-            .event_callback(move |event| {
-                let events = events.clone();
-                async move { on_event(&events, event) }
-            });
-        match url_auth {
-            Some(UrlAuth::UserPassword(user, password)) => {
-                options = options.user_and_password(user, password);
-            }
-            Some(UrlAuth::Token(token)) => options = options.token(token),
-            None => {}
-        }
-        if let Some(path) = &config.creds {
-            options = options
-                .credentials_file(path)
-                .await
-                .map_err(|e| format!("--cluster-creds {}: {e}", path.display()))?;
-        }
-        if let Some(token) = &config.token {
-            options = options.token(token.clone());
-        }
-        if let Some(ca) = &config.ca {
-            options = options.add_root_certificates(ca.clone());
-        }
-        if let Some((cert, key)) = &config.client_cert {
-            options = options.add_client_certificate(cert.clone(), key.clone());
-        }
-        if config.require_tls {
-            options = options.require_tls(true);
-        }
+        let client = connect(
+            config,
+            &servers,
+            url_auth.as_ref(),
+            format!("vswa-relay {relay_id}"),
+            Some(state.clone()),
+        )
+        .await?;
+        let control = connect(
+            config,
+            &servers,
+            url_auth.as_ref(),
+            format!("vswa-relay {relay_id} control"),
+            None,
+        )
+        .await?;
         let shown: Vec<String> = config.servers.iter().map(|s| redact(s)).collect();
-        let client = options
-            .connect(servers)
-            .await
-            .map_err(|e| format!("cannot connect to NATS ({}): {e}", shown.join(", ")))?;
         tracing::info!(relay = %relay_id, servers = %shown.join(","), "cluster: joining over NATS");
-        let js = async_nats::jetstream::new(client.clone());
+        let js = async_nats::jetstream::new(control.clone());
         let cluster = Arc::new(Cluster {
             client,
+            control,
             js,
+            forwarding: Mutex::new(Default::default()),
+            next_publisher: AtomicU64::new(1),
             locks: tokio::sync::Mutex::new(None),
             relay_id,
             instance: new_instance_id(),
@@ -441,9 +435,30 @@ impl Cluster {
         }
     }
 
-    /// Connected for at least [`DEAD_AFTER`]: silence from a relay then means it is gone.
+    /// Whether the control connection (announcements, locks) is up.
+    fn control_connected(&self) -> bool {
+        matches!(
+            self.control.connection_state(),
+            async_nats::connection::State::Connected
+        )
+    }
+
+    /// The control connection has been up for at least [`DEAD_AFTER`]: silence from a
+    /// relay then means it is gone.
     fn warm(&self) -> bool {
+        self.track_connection();
         lock(&self.state.connected_since).is_some_and(|t| t.elapsed() >= DEAD_AFTER)
+    }
+
+    /// Follows the control connection's state (polled: events can be lost).
+    fn track_connection(&self) {
+        let up = self.control_connected();
+        let mut since = lock(&self.state.connected_since);
+        match (up, since.is_some()) {
+            (true, false) => *since = Some(Instant::now()),
+            (false, true) => *since = None,
+            _ => {}
+        }
     }
 
     /// Whether the relay instance `instance` is known to be gone.
@@ -472,7 +487,8 @@ impl Cluster {
 
     /// Takes the cluster-wide lock of `stream` for a publisher connected here and
     /// starts forwarding its frames. Without NATS the publisher is accepted anyway
-    /// (logged): local viewers keep working.
+    /// (logged): local viewers keep working, and the lock is taken once NATS is back
+    /// (or the publisher is closed with `stream_busy` if another relay has it by then).
     pub(crate) async fn claim(
         self: &Arc<Self>,
         stream: &Arc<Stream>,
@@ -480,16 +496,17 @@ impl Cluster {
         let name = stream.name().clone();
         let max_payload = self.client.server_info().max_payload;
         self.max_payload.store(max_payload, Ordering::Relaxed);
-        let revision = if self.connected() {
-            match tokio::time::timeout(2 * OP_TIMEOUT, self.take_lock(&name)).await {
+        let nonce = self.next_publisher.fetch_add(1, Ordering::Relaxed);
+        let revision = if self.control_connected() {
+            match tokio::time::timeout(CLAIM_TIMEOUT, self.take_lock(&name, nonce)).await {
                 Ok(Ok(rev)) => Some(rev),
                 Ok(Err(LockError::Busy(relay))) => return Err(LockError::Busy(relay)),
                 Ok(Err(LockError::Unavailable(e))) => {
-                    tracing::warn!(stream = %name, "cluster: publisher lock unavailable ({e}); publishing without it");
+                    tracing::warn!(stream = %name, "cluster: publisher lock unavailable ({e}); publishing without it for now");
                     None
                 }
                 Err(_) => {
-                    tracing::warn!(stream = %name, "cluster: publisher lock timed out; publishing without it");
+                    tracing::warn!(stream = %name, "cluster: publisher lock timed out; publishing without it for now");
                     None
                 }
             }
@@ -497,12 +514,24 @@ impl Cluster {
             tracing::warn!(stream = %name, "cluster: NATS not connected; the stream stays local until it is");
             None
         };
+        lock(&self.forwarding).insert(name.clone());
+        let held = Arc::new(Mutex::new(revision));
+        let (lost_tx, lost) = tokio::sync::watch::channel(None);
+        let done = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(self.clone().keep_lock(
+            name.clone(),
+            nonce,
+            held.clone(),
+            lost_tx,
+            done.clone(),
+        ));
         let (tx, rx) = mpsc::channel(FORWARD_QUEUE);
-        tokio::spawn(self.clone().forward(stream.clone(), rx, revision));
+        tokio::spawn(self.clone().forward(stream.clone(), rx, nonce, done));
         self.announce.notify_one();
         Ok(ClusterPublisher {
             tx,
             cluster: self.clone(),
+            lost,
         })
     }
 
@@ -552,21 +581,72 @@ impl Cluster {
         *self.locks.lock().await = None;
     }
 
-    fn lock_value(&self) -> bytes::Bytes {
+    fn lock_value(&self, publisher: u64) -> bytes::Bytes {
         serde_json::to_vec(&LockOwner {
             relay: self.relay_id.clone(),
             instance: self.instance.clone(),
+            publisher,
         })
         .unwrap_or_default()
         .into()
     }
 
-    async fn take_lock(&self, name: &StreamName) -> Result<u64, LockError> {
+    /// Whether relay instance `instance` announced, at least [`SETTLE`] after `since`,
+    /// a list of streams without `name` as published: its lock of `name` is stale (a
+    /// release that failed) or about to be released (a clean leave).
+    fn announced_without(&self, instance: &str, name: &str, since: Instant) -> bool {
+        lock(&self.peers).get(instance).is_some_and(|p| {
+            p.heard >= since + SETTLE
+                && !p
+                    .announce
+                    .streams
+                    .iter()
+                    .any(|s| s.name == name && s.publisher)
+        })
+    }
+
+    /// The relay (other than this one) that announces `name` as published there.
+    fn publisher_elsewhere(&self, name: &str) -> Option<String> {
+        lock(&self.peers)
+            .values()
+            .find(|p| {
+                p.heard.elapsed() < DEAD_AFTER
+                    && p.announce
+                        .streams
+                        .iter()
+                        .any(|s| s.name == name && s.publisher)
+            })
+            .map(|p| p.announce.relay.clone())
+    }
+
+    async fn take_lock(&self, name: &StreamName, publisher: u64) -> Result<u64, LockError> {
+        // Decide only with a full view of the other relays (a relay that has just
+        // connected has heard nobody yet).
+        let warm_by = Instant::now() + DEAD_AFTER + Duration::from_secs(1);
+        while !self.warm() && Instant::now() < warm_by {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let store = self.lock_store().await.map_err(LockError::Unavailable)?;
-        let value = self.lock_value();
-        for _ in 0..3 {
+        let value = self.lock_value(publisher);
+        let started = Instant::now();
+        loop {
             match store.create(name.as_str(), value.clone()).await {
-                Ok(rev) => return Ok(rev),
+                Ok(rev) => {
+                    // A free lock while another relay still announces the stream: NATS
+                    // lost it (a restart), or that relay's publisher just left and its
+                    // next announcement will say so. Wait for that announcement.
+                    let Some(relay) = self.publisher_elsewhere(name.as_str()) else {
+                        return Ok(rev);
+                    };
+                    while started.elapsed() < MOVE_WAIT {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        if self.publisher_elsewhere(name.as_str()).is_none() {
+                            return Ok(rev);
+                        }
+                    }
+                    let _ = store.delete_expect_revision(name.as_str(), Some(rev)).await;
+                    return Err(LockError::Busy(relay));
+                }
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
                 Err(e) => {
                     self.forget_store().await;
@@ -574,82 +654,160 @@ impl Cluster {
                 }
             }
             let entry = match store.entry(name.as_str()).await {
-                Ok(Some(entry)) if entry.operation == kv::Operation::Put => entry,
-                Ok(_) => continue,
+                Ok(Some(entry)) if entry.operation == kv::Operation::Put => Some(entry),
+                Ok(_) => None,
                 Err(e) => return Err(LockError::Unavailable(e.to_string())),
             };
-            let owner: Option<LockOwner> = serde_json::from_slice(&entry.value).ok();
-            let (relay, instance) = owner
-                .map(|o| (o.relay, o.instance))
-                .unwrap_or_else(|| ("?".into(), String::new()));
-            if instance == self.instance || self.is_dead(&instance) {
-                if let Ok(rev) = store
-                    .update(name.as_str(), value.clone(), entry.revision)
-                    .await
-                {
-                    if instance != self.instance {
-                        tracing::info!(stream = %name, from = %relay, "cluster: took over the publisher lock of a relay silent for {} s", DEAD_AFTER.as_secs());
+            if let Some(entry) = entry {
+                let owner: Option<LockOwner> = serde_json::from_slice(&entry.value).ok();
+                let (relay, instance) = owner
+                    .map(|o| (o.relay, o.instance))
+                    .unwrap_or_else(|| ("?".into(), String::new()));
+                // Ours (a publisher of this relay that left), or its owner is gone, or
+                // its owner no longer announces the stream: take it over, atomically.
+                let stale = instance == self.instance
+                    || self.is_dead(&instance)
+                    || self.announced_without(&instance, name.as_str(), started);
+                if stale {
+                    if let Ok(rev) = store
+                        .update(name.as_str(), value.clone(), entry.revision)
+                        .await
+                    {
+                        if instance != self.instance {
+                            tracing::info!(stream = %name, from = %relay, "cluster: took over the publisher lock of a relay that is gone or no longer publishes it");
+                        }
+                        return Ok(rev);
                     }
-                    return Ok(rev);
+                    continue;
                 }
-                continue;
+                if started.elapsed() >= MOVE_WAIT {
+                    return Err(LockError::Busy(relay));
+                }
             }
-            return Err(LockError::Busy(relay));
+            // A publisher moving here from another relay: its old relay frees the lock
+            // within moments of the leave.
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        Err(LockError::Unavailable(
-            "the lock changed under us three times".into(),
-        ))
     }
 
-    /// Makes sure the lock of `name` is still ours (it is lost when NATS restarts):
-    /// takes it again when it is free. Returns the lock's revision.
-    async fn reassert_lock(&self, name: &StreamName, revision: Option<u64>) -> Option<u64> {
-        if !self.connected() {
-            return revision;
+    /// Keeps the lock of `name` for publisher `publisher` while it is connected: takes
+    /// it again when it vanished (NATS restarted) or was never taken (NATS was down),
+    /// and reports (through `lost`) another relay that holds it.
+    async fn keep_lock(
+        self: Arc<Self>,
+        name: StreamName,
+        publisher: u64,
+        held: Arc<Mutex<Option<u64>>>,
+        lost: tokio::sync::watch::Sender<Option<String>>,
+        done: tokio_util::sync::CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                () = done.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let kept =
+                tokio::time::timeout(CLAIM_TIMEOUT, self.reassert_lock(&name, publisher, &held))
+                    .await;
+            if let Ok(Err(relay)) = kept {
+                tracing::warn!(stream = %name, %relay, "cluster: another relay holds this stream's lock; closing the publisher here");
+                let _ = lost.send(Some(relay));
+                return;
+            }
         }
-        let store = match self.lock_store().await {
-            Ok(s) => s,
-            Err(_) => return revision,
+    }
+
+    /// One check of the lock of `name`; `Err(relay)` when another live relay has it.
+    async fn reassert_lock(
+        &self,
+        name: &StreamName,
+        publisher: u64,
+        held: &Mutex<Option<u64>>,
+    ) -> Result<(), String> {
+        if !self.control_connected() {
+            return Ok(());
+        }
+        let Ok(store) = self.lock_store().await else {
+            return Ok(());
         };
         match store.entry(name.as_str()).await {
             Ok(Some(entry)) if entry.operation == kv::Operation::Put => {
                 let owner: Option<LockOwner> = serde_json::from_slice(&entry.value).ok();
                 match owner {
-                    Some(o) if o.instance == self.instance => Some(entry.revision),
-                    Some(o) => {
-                        tracing::warn!(stream = %name, relay = %o.relay, "cluster: another relay holds this stream's lock while its publisher is connected here");
-                        revision
+                    Some(o) if o.instance == self.instance && o.publisher == publisher => {
+                        *lock(held) = Some(entry.revision);
+                        Ok(())
                     }
-                    None => revision,
+                    // Another publisher of this relay took it: this one is leaving.
+                    Some(o) if o.instance == self.instance => Err(o.relay),
+                    Some(o) if !self.is_dead(&o.instance) => Err(o.relay),
+                    _ => {
+                        if let Ok(rev) = store
+                            .update(name.as_str(), self.lock_value(publisher), entry.revision)
+                            .await
+                        {
+                            *lock(held) = Some(rev);
+                        }
+                        Ok(())
+                    }
                 }
             }
-            Ok(_) => match self.take_lock(name).await {
-                Ok(rev) => Some(rev),
-                Err(_) => revision,
-            },
+            Ok(_) => {
+                match self.take_lock(name, publisher).await {
+                    Ok(rev) => *lock(held) = Some(rev),
+                    Err(LockError::Busy(relay)) => return Err(relay),
+                    Err(LockError::Unavailable(_)) => {}
+                }
+                Ok(())
+            }
             Err(_) => {
+                // The bucket is gone (NATS restarted): make it again next time.
                 self.forget_store().await;
-                revision
+                Ok(())
             }
         }
     }
 
-    async fn release_lock(&self, name: &StreamName) {
-        if !self.connected() {
-            return;
-        }
-        let Ok(store) = self.lock_store().await else {
-            return;
-        };
-        if let Ok(Some(entry)) = store.entry(name.as_str()).await {
-            let ours = serde_json::from_slice::<LockOwner>(&entry.value)
-                .is_ok_and(|o| o.instance == self.instance);
-            if ours && entry.operation == kv::Operation::Put {
-                let _ = store
-                    .delete_expect_revision(name.as_str(), Some(entry.revision))
-                    .await;
+    /// Frees the lock of `name` if publisher `publisher` of this relay still holds it;
+    /// tries for [`RELEASE_FOR`] while NATS is unreachable.
+    async fn release_lock(&self, name: &StreamName, publisher: u64) {
+        let until = Instant::now() + RELEASE_FOR;
+        while Instant::now() < until {
+            if self.control_connected() {
+                let attempt = tokio::time::timeout(CLAIM_TIMEOUT, async {
+                    let store = self.lock_store().await?;
+                    match store.entry(name.as_str()).await {
+                        Ok(Some(entry)) if entry.operation == kv::Operation::Put => {
+                            let ours =
+                                serde_json::from_slice::<LockOwner>(&entry.value).is_ok_and(|o| {
+                                    o.instance == self.instance && o.publisher == publisher
+                                });
+                            if ours {
+                                store
+                                    .delete_expect_revision(name.as_str(), Some(entry.revision))
+                                    .await
+                                    .map_err(|e| e.to_string())?;
+                            }
+                            Ok(())
+                        }
+                        Ok(_) => Ok(()),
+                        Err(e) => {
+                            self.forget_store().await;
+                            Err(e.to_string())
+                        }
+                    }
+                })
+                .await;
+                if let Ok(Ok(())) = attempt {
+                    return;
+                }
             }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
+        tracing::warn!(stream = %name, "cluster: could not free the publisher lock; other relays take it over once this relay announces the stream no more");
     }
 
     fn frame_headers(&self) -> HeaderMap {
@@ -664,45 +822,42 @@ impl Cluster {
         self: Arc<Self>,
         stream: Arc<Stream>,
         mut frames: mpsc::Receiver<Arc<OutFrame>>,
-        mut revision: Option<u64>,
+        publisher: u64,
+        done: tokio_util::sync::CancellationToken,
     ) {
         let name = stream.name().clone();
         let subject = format!("{FRAMES_PREFIX}{name}");
         let out = metrics::counter!("vswa_cluster_frames_out_total");
         let dropped = metrics::counter!("vswa_cluster_dropped_total", "reason" => "backbone_full");
-        let mut reassert = tokio::time::interval(Duration::from_secs(2));
-        reassert.tick().await;
-        loop {
-            tokio::select! {
-                frame = frames.recv() => {
-                    let Some(frame) = frame else { break };
-                    let mut headers = self.frame_headers();
-                    if let Some(clock) = *stream.publisher_clock().borrow() {
-                        headers.insert(H_CLOCK, ControlMessage::Clock(clock).to_json().as_str());
-                    }
-                    if !self.connected() {
-                        // Queued in the client, it would reach viewers late after a
-                        // reconnect; drop it now.
-                        metrics::counter!("vswa_cluster_dropped_total", "reason" => "nats_unavailable").increment(1);
-                        continue;
-                    }
-                    let bytes = frame.ws.slice(frame.ws.len() - frame.frame.encoded_len()..);
-                    let sent = tokio::time::timeout(
-                        OP_TIMEOUT,
-                        self.client.publish_with_headers(subject.clone(), headers, bytes),
-                    )
-                    .await;
-                    match sent {
-                        Ok(Ok(())) => out.increment(1),
-                        _ => dropped.increment(1),
-                    }
-                }
-                _ = reassert.tick() => {
-                    revision = self.reassert_lock(&name, revision).await;
-                }
+        while let Some(frame) = frames.recv().await {
+            if !self.connected() {
+                // Queued in the client, it would reach viewers late after a reconnect;
+                // drop it now.
+                metrics::counter!("vswa_cluster_dropped_total", "reason" => "nats_unavailable")
+                    .increment(1);
+                continue;
+            }
+            let mut headers = self.frame_headers();
+            if let Some(clock) = *stream.publisher_clock().borrow() {
+                headers.insert(H_CLOCK, ControlMessage::Clock(clock).to_json().as_str());
+            }
+            let bytes = frame.ws.slice(frame.ws.len() - frame.frame.encoded_len()..);
+            let sent = tokio::time::timeout(
+                OP_TIMEOUT,
+                self.client
+                    .publish_with_headers(subject.clone(), headers, bytes),
+            )
+            .await;
+            match sent {
+                Ok(Ok(())) => out.increment(1),
+                _ => dropped.increment(1),
             }
         }
-        // The publisher left: tell the relays that watch, then free the lock.
+        // The publisher left: stop keeping the lock, tell the relays that watch, say
+        // so in the next announcement, then free the lock.
+        done.cancel();
+        lock(&self.forwarding).remove(&name);
+        self.announce.notify_one();
         let mut headers = self.frame_headers();
         headers.insert(H_END, "publisher_left");
         let _ = tokio::time::timeout(
@@ -711,8 +866,7 @@ impl Cluster {
                 .publish_with_headers(subject, headers, bytes::Bytes::new()),
         )
         .await;
-        let _ = tokio::time::timeout(OP_TIMEOUT, self.release_lock(&name)).await;
-        self.announce.notify_one();
+        self.release_lock(&name, publisher).await;
     }
 
     // ---- the viewing side -------------------------------------------------------
@@ -781,10 +935,15 @@ impl Cluster {
                 {
                     // Once NATS answered a ping after the SUB, frames published from
                     // now on reach us: only then does the gauge count it.
-                    let _ = tokio::time::timeout(OP_TIMEOUT, self.client.flush()).await;
-                    gauge.increment(1.0);
-                    tracing::debug!(stream = %stream.name(), "cluster: subscribed");
-                    sub = Some(s);
+                    match tokio::time::timeout(OP_TIMEOUT, self.client.flush()).await {
+                        Ok(Ok(())) => {
+                            gauge.increment(1.0);
+                            tracing::debug!(stream = %stream.name(), "cluster: subscribed");
+                            sub = Some(s);
+                        }
+                        // Not confirmed: drop it (unsubscribes) and try again.
+                        _ => tokio::time::sleep(Duration::from_millis(250)).await,
+                    }
                 }
             }
             tokio::select! {
@@ -821,7 +980,11 @@ impl Cluster {
                 }
             }
         }
-        drop(remote);
+        // Nobody watches here any more (or a newer feed took over): leave without an
+        // `end`, which a viewer joining this very moment must not get.
+        if let Some(r) = remote {
+            r.handle.leave_quietly();
+        }
         if let Some(sub) = sub {
             gauge.decrement(1.0);
             let mut sub = sub;
@@ -894,9 +1057,11 @@ impl Cluster {
 
     /// Announces this relay's streams every [`ANNOUNCE_EVERY`] and soon after a change.
     async fn announcer(self: Arc<Self>) {
+        let mut every = tokio::time::interval(ANNOUNCE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                () = tokio::time::sleep(ANNOUNCE_EVERY) => {}
+                _ = every.tick() => {}
                 () = self.announce.notified() => {
                     // Let a burst of changes (many viewers joining) become one message.
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -905,19 +1070,24 @@ impl Cluster {
             if self.hub.is_shutting_down() {
                 return;
             }
+            self.track_connection();
             let info = self.client.server_info();
             self.max_payload.store(info.max_payload, Ordering::Relaxed);
-            metrics::gauge!("vswa_cluster_connected").set(if self.connected() { 1.0 } else { 0.0 });
+            metrics::gauge!("vswa_cluster_connected").set(if self.control_connected() {
+                1.0
+            } else {
+                0.0
+            });
             self.prune_peers();
             self.apply_remote_viewers();
-            if !self.connected() {
+            if !self.control_connected() {
                 continue;
             }
             let announce = self.own_announce();
             if let Ok(json) = serde_json::to_vec(&announce) {
                 let _ = tokio::time::timeout(
                     OP_TIMEOUT,
-                    self.client.publish(RELAYS_SUBJECT, json.into()),
+                    self.control.publish(RELAYS_SUBJECT, json.into()),
                 )
                 .await;
             }
@@ -930,8 +1100,8 @@ impl Cluster {
             .streams()
             .into_iter()
             .filter_map(|info| {
-                let stream = self.hub.stream(&StreamName::new(&info.name).ok()?)?;
-                let publisher = stream.has_local_publisher();
+                let name = StreamName::new(&info.name).ok()?;
+                let publisher = lock(&self.forwarding).contains(&name);
                 (publisher || info.viewers > 0).then(|| Announced {
                     name: info.name,
                     publisher,
@@ -957,9 +1127,11 @@ impl Cluster {
     /// Listens to the other relays' announcements.
     async fn directory(self: Arc<Self>) {
         loop {
-            let mut sub = match self.client.subscribe(RELAYS_SUBJECT).await {
-                Ok(sub) => sub,
-                Err(_) => {
+            let subscribed =
+                tokio::time::timeout(OP_TIMEOUT, self.control.subscribe(RELAYS_SUBJECT)).await;
+            let mut sub = match subscribed {
+                Ok(Ok(sub)) => sub,
+                _ => {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
                 }
@@ -1027,13 +1199,7 @@ impl Cluster {
 
     /// Whether another live relay announces `name` as published there.
     pub(crate) fn published_elsewhere(&self, name: &str) -> bool {
-        lock(&self.peers).values().any(|p| {
-            p.heard.elapsed() < DEAD_AFTER
-                && p.announce
-                    .streams
-                    .iter()
-                    .any(|s| s.name == name && s.publisher)
-        })
+        self.publisher_elsewhere(name).is_some()
     }
 
     /// The streams of the whole cluster: this relay's `local` ones with their
@@ -1127,6 +1293,67 @@ struct Remote {
     last: Instant,
 }
 
+/// One NATS connection with the relay's options; `events` (the frames connection's)
+/// hears connects, disconnects and slow-consumer drops.
+async fn connect(
+    config: &ClusterConfig,
+    servers: &[async_nats::ServerAddr],
+    url_auth: Option<&UrlAuth>,
+    name: String,
+    events: Option<Arc<ConnState>>,
+) -> Result<async_nats::Client, String> {
+    let mut options = async_nats::ConnectOptions::new()
+        .name(name)
+        // A relay never wants its own frames back.
+        .no_echo()
+        .subscription_capacity(SUBSCRIPTION_CAPACITY)
+        .client_capacity(64)
+        .connection_timeout(OP_TIMEOUT)
+        .request_timeout(Some(OP_TIMEOUT))
+        .ping_interval(Duration::from_secs(5))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .reconnect_delay_callback(|attempt| {
+            Duration::from_millis((100u64 << attempt.min(5)).min(2000))
+        });
+    if let Some(events) = events {
+        options = options.event_callback(move |event| {
+            let events = events.clone();
+            async move { on_event(&events, event) }
+        });
+    }
+    match url_auth {
+        Some(UrlAuth::UserPassword(user, password)) => {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        Some(UrlAuth::Token(token)) => options = options.token(token.clone()),
+        None => {}
+    }
+    if let Some(path) = &config.creds {
+        options = options
+            .credentials_file(path)
+            .await
+            .map_err(|e| format!("--cluster-creds {}: {e}", path.display()))?;
+    }
+    if let Some(token) = &config.token {
+        options = options.token(token.clone());
+    }
+    if let Some(ca) = &config.ca {
+        options = options.add_root_certificates(ca.clone());
+    }
+    if let Some((cert, key)) = &config.client_cert {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    if config.require_tls {
+        options = options.require_tls(true);
+    }
+    let shown: Vec<String> = config.servers.iter().map(|s| redact(s)).collect();
+    options
+        .connect(servers.to_vec())
+        .await
+        .map_err(|e| format!("cannot connect to NATS ({}): {e}", shown.join(", ")))
+}
+
 async fn next_message(sub: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
     match sub {
         Some(sub) => sub.next().await,
@@ -1137,11 +1364,10 @@ async fn next_message(sub: &mut Option<async_nats::Subscriber>) -> Option<async_
 fn on_event(state: &ConnState, event: async_nats::Event) {
     match event {
         async_nats::Event::Connected => {
-            *lock(&state.connected_since) = Some(Instant::now());
+            let _ = state;
             tracing::info!("cluster: connected to NATS");
         }
         async_nats::Event::Disconnected => {
-            *lock(&state.connected_since) = None;
             tracing::warn!(
                 "cluster: lost the NATS connection; local streams keep working, reconnecting"
             );
@@ -1159,9 +1385,28 @@ fn on_event(state: &ConnState, event: async_nats::Event) {
 pub(crate) struct ClusterPublisher {
     tx: mpsc::Sender<Arc<OutFrame>>,
     cluster: Arc<Cluster>,
+    /// Set to the relay that holds the stream's lock when this relay lost it.
+    lost: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 impl ClusterPublisher {
+    /// Completes when another relay holds the stream's lock (taken while this relay
+    /// was cut off from NATS): the publisher here must go. Yields that relay.
+    pub(crate) fn lost(&self) -> impl std::future::Future<Output = String> + Send + 'static {
+        let mut lost = self.lost.clone();
+        async move {
+            loop {
+                if let Some(relay) = lost.borrow_and_update().clone() {
+                    return relay;
+                }
+                if lost.changed().await.is_err() {
+                    // The lock keeper ended without a loss: never.
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+
     /// Queues a frame for NATS without waiting (dropped and counted when NATS is
     /// behind). A frame NATS cannot carry is an error naming the setting.
     pub(crate) fn forward(&self, frame: &Arc<OutFrame>) -> Result<(), String> {

@@ -106,6 +106,11 @@ pub(crate) async fn publisher(
         },
         None => None,
     };
+    let lost = match &cluster {
+        Some(c) => futures_util::future::Either::Left(c.lost()),
+        None => futures_util::future::Either::Right(std::future::pending()),
+    };
+    tokio::pin!(lost);
     let hello = hello(&state, Role::Publisher, &name, true);
     if socket
         .send(Message::Text(hello.to_json().into()))
@@ -223,6 +228,11 @@ pub(crate) async fn publisher(
             }
             () = &mut shutdown => {
                 refuse_publisher(&mut socket, ErrorCode::ShuttingDown, "the relay is shutting down".into()).await;
+                break;
+            }
+            relay = &mut lost => {
+                let msg = format!("stream \"{name}\" is now published on relay {relay} (this relay was cut off from the cluster)");
+                refuse_publisher(&mut socket, ErrorCode::StreamBusy, msg).await;
                 break;
             }
         }
