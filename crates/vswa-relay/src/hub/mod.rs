@@ -392,9 +392,27 @@ impl Hub {
             lag: Default::default(),
         });
         let count = {
+            // Under the streams lock, so `release` cannot drop the stream from the map
+            // between our lookup and this insert (a viewer of a stream nobody can
+            // publish to any more).
+            let mut streams = lock(&self.inner.streams);
+            match streams.get(name) {
+                Some(current) if Arc::ptr_eq(current, &stream) => {}
+                None => {
+                    streams.insert(name.clone(), stream.clone());
+                    metrics::gauge!("vswa_streams").set(streams.len() as f64);
+                }
+                Some(_) => {
+                    // Released and made anew meanwhile: join the new one.
+                    drop(streams);
+                    self.inner.total_viewers.fetch_sub(1, Ordering::Relaxed);
+                    return self.watch(name, kind, addr);
+                }
+            }
             let mut viewers = lock(&stream.viewers);
             if viewers.len() >= config.max_viewers_per_stream {
                 drop(viewers);
+                drop(streams);
                 return refuse(format!(
                     "stream \"{name}\" allows {} viewers",
                     config.max_viewers_per_stream
