@@ -1619,7 +1619,10 @@ fn firefox_h264_broadcast_reaches_vswa_recv() {
 /// publisher's resolution. (`vswa-relay --demo` is not used: the stream must come from
 /// a real publisher on another relay.)
 fn cluster_viewer_on_another_relay_shows_video_in(engine: Engine) {
-    let name = format!("cluster_viewer_on_another_relay_shows_video ({})", engine.name());
+    let name = format!(
+        "cluster_viewer_on_another_relay_shows_video ({})",
+        engine.name()
+    );
     if !vswa_testkit::nats::NatsServer::available(&name) {
         return;
     }
@@ -1710,4 +1713,3 @@ fn cluster_viewer_on_another_relay_shows_video_in(engine: Engine) {
 fn cluster_viewer_on_another_relay_shows_video() {
     cluster_viewer_on_another_relay_shows_video_in(Engine::Chromium);
 }
-
