@@ -82,9 +82,21 @@ pub enum Command {
 /// Load options shared by `fanout` and `sweep`.
 #[derive(Debug, Args)]
 pub struct Load {
-    /// Relay base URL.
-    #[arg(long, default_value = "ws://127.0.0.1:8080")]
-    url: String,
+    /// Relay base URL the viewers connect to. Several, comma-separated, spread the
+    /// viewers over them in turn (viewer i on URL i mod count; a URL listed k times gets
+    /// k shares), and `fanout` then reports delivery and latency per URL too.
+    #[arg(
+        long,
+        value_name = "URL[,URL...]",
+        value_delimiter = ',',
+        default_value = "ws://127.0.0.1:8080"
+    )]
+    url: Vec<String>,
+    /// Relay base URL the publisher connects to [default: the first --url]. With relays
+    /// in a cluster, publish on one and watch on another to measure the hop between them
+    /// (latency is publisher send time to viewer receipt, both on this machine's clock).
+    #[arg(long, value_name = "URL")]
+    publish_url: Option<String>,
     /// Stream name.
     #[arg(long, default_value = "bench")]
     stream: String,
@@ -105,6 +117,10 @@ pub struct Load {
     /// Relay process id, for CPU seconds and RSS from /proc.
     #[arg(long)]
     relay_pid: Option<u32>,
+    /// More process ids (another relay, a NATS server; comma-separated or repeated)
+    /// whose CPU seconds to read over the same measured window.
+    #[arg(long, value_name = "PID[,PID...]", value_delimiter = ',')]
+    cpu_pid: Vec<u32>,
     /// Per-viewer read buffer in bytes.
     #[arg(long, default_value_t = 64 * 1024)]
     read_buf: usize,
@@ -122,9 +138,14 @@ impl Load {
             Some(path) => Some(Arc::new(Replay::open(path)?)),
             None => None,
         };
+        let Some(first) = self.url.first() else {
+            anyhow::bail!("--url needs at least one relay URL");
+        };
         Ok(FanoutConfig {
             replay,
-            url: self.url.clone(),
+            publish_url: self.publish_url.clone().unwrap_or_else(|| first.clone()),
+            urls: self.url.clone(),
+            cpu_pids: self.cpu_pid.clone(),
             stream: self.stream.clone(),
             viewers,
             frame_bytes: self.frame_bytes,
@@ -140,7 +161,7 @@ impl Load {
 fn table(r: &FanoutReport) -> String {
     let opt = |v: Option<f64>, unit: &str| v.map_or("-".into(), |v| format!("{v:.2}{unit}"));
     let mib = |v: Option<u64>| v.map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
-    let rows = [
+    let mut rows = vec![
         ("relay", r.url.clone()),
         (
             "viewers connected",
@@ -187,7 +208,35 @@ fn table(r: &FanoutReport) -> String {
         ("relay RSS peak", mib(r.relay_rss_peak_kib)),
         ("vswa-bench CPU", format!("{:.2} s", r.bench_cpu_s)),
     ];
-    rows.iter().map(|(k, v)| format!("{k:<22} {v}\n")).collect()
+    if r.publish_url != r.url {
+        rows.insert(1, ("publisher's relay", r.publish_url.clone()));
+    }
+    let mut out: String = rows.iter().map(|(k, v)| format!("{k:<22} {v}\n")).collect();
+    if r.by_url.len() > 1 {
+        out.push_str("per viewer URL\n");
+        for u in &r.by_url {
+            out.push_str(&format!(
+                "  {}: {}/{} viewers, delivered {:.3}%, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, gaps {}\n",
+                u.url,
+                u.viewers_connected,
+                u.viewers_requested,
+                u.delivered_fraction * 100.0,
+                u.latency_p50_ms,
+                u.latency_p99_ms,
+                u.latency_max_ms,
+                u.sequence_gaps,
+            ));
+        }
+    }
+    for p in &r.cpu {
+        out.push_str(&format!(
+            "{:<22} {} ({})\n",
+            format!("CPU of pid {}", p.pid),
+            opt(p.cpu_s, " s"),
+            opt(p.cores, " cores")
+        ));
+    }
+    out
 }
 
 /// Runs one subcommand.
@@ -244,4 +293,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .context("the floor thread panicked")??,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(args: &[&str]) -> FanoutConfig {
+        let cli = Cli::try_parse_from(["vswa-bench", "fanout"].iter().chain(args)).unwrap();
+        let Command::Fanout { load, viewers, .. } = cli.command else {
+            panic!("not fanout");
+        };
+        load.config(viewers).unwrap()
+    }
+
+    #[test]
+    fn viewers_over_several_relays_and_the_publisher_on_another() {
+        let one = load(&[]);
+        assert_eq!(one.urls, ["ws://127.0.0.1:8080"]);
+        assert_eq!(one.publish_url, "ws://127.0.0.1:8080");
+        let two = load(&["--url", "ws://a:1,ws://b:2", "--cpu-pid", "3,4"]);
+        assert_eq!(two.urls, ["ws://a:1", "ws://b:2"]);
+        assert_eq!(two.publish_url, "ws://a:1", "defaults to the first --url");
+        assert_eq!(two.cpu_pids, [3, 4]);
+        let apart = load(&["--url", "ws://b:2", "--publish-url", "ws://a:1"]);
+        assert_eq!(
+            (apart.urls[0].as_str(), apart.publish_url.as_str()),
+            ("ws://b:2", "ws://a:1")
+        );
+    }
 }

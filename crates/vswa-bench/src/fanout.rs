@@ -1,5 +1,11 @@
 //! One load run: N viewers and one publisher against a running relay.
 //!
+//! The viewers may be spread over several relays (round-robin over `urls`) and the
+//! publisher may connect to yet another one (`publish_url`): with relays in a cluster
+//! this measures the hop between them, since latency is always publisher send time to
+//! viewer receipt on this machine's clock. The report then breaks delivery and latency
+//! down per viewer URL ([`UrlReport`]).
+//!
 //! Viewers connect first (a bounded number of handshakes at a time); the publisher then
 //! sends one second of warm-up frames that are not counted, then paced frames for the
 //! run's duration. Each viewer is one task with one reused read buffer; it decodes the
@@ -24,8 +30,11 @@ use crate::replay::Replay;
 /// Parameters of one run.
 #[derive(Debug, Clone)]
 pub struct FanoutConfig {
-    /// Relay base URL, `ws://HOST:PORT`.
-    pub url: String,
+    /// Relay base URLs the viewers connect to, `ws://HOST:PORT`; viewer `i` uses
+    /// `urls[i % urls.len()]` (so a URL listed k times gets k shares of the viewers).
+    pub urls: Vec<String>,
+    /// Relay base URL the publisher connects to.
+    pub publish_url: String,
     /// Stream name.
     pub stream: String,
     /// Viewers to open.
@@ -40,6 +49,8 @@ pub struct FanoutConfig {
     pub duration: Duration,
     /// Relay process to read CPU and memory of.
     pub relay_pid: Option<u32>,
+    /// More processes (another relay, a NATS server) to read CPU of, same window.
+    pub cpu_pids: Vec<u32>,
     /// Per-viewer socket read buffer.
     pub read_buf: usize,
     /// Handshakes in flight at once.
@@ -49,8 +60,10 @@ pub struct FanoutConfig {
 /// The result of one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct FanoutReport {
-    /// Relay URL.
+    /// Relay URL(s) of the viewers, comma-separated.
     pub url: String,
+    /// Relay URL of the publisher.
+    pub publish_url: String,
     /// Viewers asked for.
     pub viewers_requested: usize,
     /// Viewers whose upgrade succeeded.
@@ -96,6 +109,48 @@ pub struct FanoutReport {
     pub relay_rss_peak_kib: Option<u64>,
     /// This tool's own CPU seconds over the window (it shares the machine).
     pub bench_cpu_s: f64,
+    /// Delivery and latency per distinct viewer URL, in the order of `urls`.
+    pub by_url: Vec<UrlReport>,
+    /// CPU of the `cpu_pids` processes over the measured window.
+    pub cpu: Vec<ProcessCpu>,
+}
+
+/// Delivery and latency of the viewers of one relay URL.
+#[derive(Debug, Clone, Serialize)]
+pub struct UrlReport {
+    /// Relay URL.
+    pub url: String,
+    /// Viewers asked for on this URL.
+    pub viewers_requested: usize,
+    /// Viewers whose upgrade succeeded.
+    pub viewers_connected: usize,
+    /// Frames received in the window, summed over these viewers.
+    pub frames_delivered: u64,
+    /// `frames_delivered / (frames_published * viewers_requested)`.
+    pub delivered_fraction: f64,
+    /// Latency percentiles and maximum in milliseconds.
+    pub latency_p50_ms: f64,
+    /// 90th percentile.
+    pub latency_p90_ms: f64,
+    /// 99th percentile.
+    pub latency_p99_ms: f64,
+    /// Largest latency.
+    pub latency_max_ms: f64,
+    /// Frames missing between consecutive received sequence numbers.
+    pub sequence_gaps: u64,
+    /// Viewers that lost their connection during the run.
+    pub viewers_disconnected: usize,
+}
+
+/// CPU seconds (user + system) of one process over the measured window.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessCpu {
+    /// Process id.
+    pub pid: u32,
+    /// CPU seconds (`None`: the process was gone).
+    pub cpu_s: Option<f64>,
+    /// CPU seconds per second of the window.
+    pub cores: Option<f64>,
 }
 
 /// Shared between the publisher, the viewers and the run.
@@ -105,6 +160,30 @@ struct Window {
     from: AtomicU64,
     /// Last counted sequence (u64::MAX while publishing).
     to: AtomicU64,
+}
+
+/// Viewer results summed up (over all viewers, or those of one URL).
+#[derive(Debug, Default)]
+struct Tally {
+    requested: usize,
+    connected: usize,
+    disconnected: usize,
+    frames: u64,
+    bytes: u64,
+    gaps: u64,
+    hist: Histogram,
+}
+
+impl Tally {
+    fn add(&mut self, r: &ViewerResult) {
+        self.requested += 1;
+        self.connected += usize::from(r.connected);
+        self.disconnected += usize::from(r.disconnected);
+        self.frames += r.frames;
+        self.bytes += r.bytes;
+        self.gaps += r.gaps;
+        self.hist.merge(&r.hist);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -126,7 +205,14 @@ pub async fn run(cfg: &FanoutConfig) -> anyhow::Result<FanoutReport> {
     if !(cfg.fps.is_finite() && cfg.fps > 0.0 && cfg.fps <= 1000.0) {
         bail!("--fps must be between 0 and 1000");
     }
-    let target = Target::resolve(&cfg.url).await?;
+    if cfg.urls.is_empty() {
+        bail!("no relay URL for the viewers");
+    }
+    let mut targets = Vec::with_capacity(cfg.urls.len());
+    for url in &cfg.urls {
+        targets.push(Target::resolve(url).await?);
+    }
+    let publish_target = Target::resolve(&cfg.publish_url).await?;
     let n = cfg.viewers;
     let window = Arc::new(Window {
         from: AtomicU64::new(u64::MAX),
@@ -140,7 +226,7 @@ pub async fn run(cfg: &FanoutConfig) -> anyhow::Result<FanoutReport> {
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
         let v = ViewerTask {
-            target: target.clone(),
+            target: targets[i % targets.len()].clone(),
             path: path.clone(),
             seed: i as u64,
             window: window.clone(),
@@ -163,8 +249,15 @@ pub async fn run(cfg: &FanoutConfig) -> anyhow::Result<FanoutReport> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_connected = cfg.relay_pid.and_then(|p| status_kib(p, "VmRSS"));
 
-    let relay_cpu = cfg.relay_pid.map(|p| CpuClock::new(Some(p)));
-    let self_cpu = CpuClock::new(None);
+    let clocks = Clocks {
+        relay: cfg.relay_pid.map(|p| CpuClock::new(Some(p))),
+        this: CpuClock::new(None),
+        others: cfg
+            .cpu_pids
+            .iter()
+            .map(|&p| CpuClock::new(Some(p)))
+            .collect(),
+    };
     let rss_peak = Arc::new(AtomicU64::new(rss_connected.unwrap_or(0)));
     let sampler = cfg.relay_pid.map(|pid| {
         let peak = rss_peak.clone();
@@ -182,10 +275,9 @@ pub async fn run(cfg: &FanoutConfig) -> anyhow::Result<FanoutReport> {
         })
     });
 
-    let publish = publish(&target, cfg, &window, relay_cpu.as_ref(), &self_cpu).await;
+    let publish = publish(&publish_target, cfg, &window, &clocks).await;
     // CPU is read at the end of publishing, so the drain wait below does not dilute it.
-    let relay_cpu_end = relay_cpu.as_ref().and_then(CpuClock::seconds);
-    let self_cpu_end = self_cpu.seconds().unwrap_or(0.0);
+    let cpu_end = clocks.read();
     // Drain: wait until every connected viewer saw the last frame, at most 3 s.
     let to = window.to.load(Ordering::Relaxed);
     let drain_start = Instant::now();
@@ -203,35 +295,92 @@ pub async fn run(cfg: &FanoutConfig) -> anyhow::Result<FanoutReport> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = stop_tx.send(true);
-    let (published, seconds, cpu_start, self_start) = publish?;
-    let relay_cpu_s = match (relay_cpu_end, cpu_start) {
-        (Some(end), Some(start)) => Some(end - start),
-        _ => None,
-    };
-    let bench_cpu_s = self_cpu_end - self_start;
+    let (published, seconds, cpu_start) = publish?;
+    let relay_cpu_s = cpu_start.relay.zip(cpu_end.relay).map(|(s, e)| e - s);
+    let bench_cpu_s = cpu_end.this - cpu_start.this;
 
-    let mut hist = Histogram::default();
-    let (mut connected, mut disconnected, mut frames, mut bytes, mut gaps) =
-        (0, 0, 0u64, 0u64, 0u64);
-    for t in tasks {
+    // Totals over all viewers, and per distinct viewer URL (viewer i used
+    // urls[i % len]; a URL listed twice has two shares of the viewers, one entry).
+    let mut distinct: Vec<&String> = Vec::new();
+    let slot: Vec<usize> = cfg
+        .urls
+        .iter()
+        .map(|u| match distinct.iter().position(|d| *d == u) {
+            Some(k) => k,
+            None => {
+                distinct.push(u);
+                distinct.len() - 1
+            }
+        })
+        .collect();
+    let mut all = Tally::default();
+    let mut per_url: Vec<Tally> = distinct.iter().map(|_| Tally::default()).collect();
+    for (i, t) in tasks.into_iter().enumerate() {
         let r = tokio::time::timeout(Duration::from_secs(5), t)
             .await
             .context("a viewer task did not stop")?
             .context("a viewer task panicked")?;
-        connected += usize::from(r.connected);
-        disconnected += usize::from(r.disconnected);
-        frames += r.frames;
-        bytes += r.bytes;
-        gaps += r.gaps;
-        hist.merge(&r.hist);
+        per_url[slot[i % slot.len()]].add(&r);
+        all.add(&r);
     }
     if let Some(s) = sampler {
         let _ = s.await;
     }
     let ms = |us: u64| us as f64 / 1000.0;
-    let expected = published as f64 * n as f64;
+    let fraction = |frames: u64, viewers: usize| {
+        let expected = published as f64 * viewers as f64;
+        if expected > 0.0 {
+            frames as f64 / expected
+        } else {
+            0.0
+        }
+    };
+    let by_url = distinct
+        .iter()
+        .zip(&per_url)
+        .map(|(url, t)| UrlReport {
+            url: (*url).clone(),
+            viewers_requested: t.requested,
+            viewers_connected: t.connected,
+            frames_delivered: t.frames,
+            delivered_fraction: fraction(t.frames, t.requested),
+            latency_p50_ms: ms(t.hist.quantile(0.50)),
+            latency_p90_ms: ms(t.hist.quantile(0.90)),
+            latency_p99_ms: ms(t.hist.quantile(0.99)),
+            latency_max_ms: ms(t.hist.max()),
+            sequence_gaps: t.gaps,
+            viewers_disconnected: t.disconnected,
+        })
+        .collect();
+    let cpu = cfg
+        .cpu_pids
+        .iter()
+        .zip(cpu_start.others.iter().zip(&cpu_end.others))
+        .map(|(&pid, (start, end))| {
+            let cpu_s = start.zip(*end).map(|(s, e)| e - s);
+            ProcessCpu {
+                pid,
+                cpu_s,
+                cores: cpu_s.map(|c| c / seconds.max(1e-9)),
+            }
+        })
+        .collect();
+    let Tally {
+        connected,
+        disconnected,
+        frames,
+        bytes,
+        gaps,
+        ref hist,
+        ..
+    } = all;
     Ok(FanoutReport {
-        url: cfg.url.clone(),
+        url: distinct
+            .iter()
+            .map(|u| u.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        publish_url: cfg.publish_url.clone(),
         viewers_requested: n,
         viewers_connected: connected,
         frame_bytes: match &cfg.replay {
@@ -250,11 +399,7 @@ pub async fn run(cfg: &FanoutConfig) -> anyhow::Result<FanoutReport> {
         frames_published: published,
         publish_seconds: seconds,
         frames_delivered: frames,
-        delivered_fraction: if expected > 0.0 {
-            frames as f64 / expected
-        } else {
-            0.0
-        },
+        delivered_fraction: fraction(frames, n),
         delivered_bytes_per_s: bytes as f64 / seconds.max(1e-9),
         latency_p50_ms: ms(hist.quantile(0.50)),
         latency_p90_ms: ms(hist.quantile(0.90)),
@@ -267,10 +412,36 @@ pub async fn run(cfg: &FanoutConfig) -> anyhow::Result<FanoutReport> {
         relay_rss_connected_kib: rss_connected,
         relay_rss_peak_kib: cfg.relay_pid.map(|_| rss_peak.load(Ordering::Relaxed)),
         bench_cpu_s,
+        by_url,
+        cpu,
     })
 }
 
-type PublishResult = (u64, f64, Option<f64>, f64);
+/// The CPU clocks a run reads at the start and the end of its measured window.
+struct Clocks {
+    relay: Option<CpuClock>,
+    this: CpuClock,
+    others: Vec<CpuClock>,
+}
+
+/// CPU seconds read from [`Clocks`] at one time.
+struct CpuReading {
+    relay: Option<f64>,
+    this: f64,
+    others: Vec<Option<f64>>,
+}
+
+impl Clocks {
+    fn read(&self) -> CpuReading {
+        CpuReading {
+            relay: self.relay.as_ref().and_then(CpuClock::seconds),
+            this: self.this.seconds().unwrap_or(0.0),
+            others: self.others.iter().map(CpuClock::seconds).collect(),
+        }
+    }
+}
+
+type PublishResult = (u64, f64, CpuReading);
 
 /// Publishes warm-up then measured frames. Returns frames published in the window, the
 /// window's length, and the CPU clocks read at its start.
@@ -278,8 +449,7 @@ async fn publish(
     target: &Target,
     cfg: &FanoutConfig,
     window: &Window,
-    relay_cpu: Option<&CpuClock>,
-    self_cpu: &CpuClock,
+    clocks: &Clocks,
 ) -> anyhow::Result<PublishResult> {
     let (stream, _early) =
         client::connect(target, &format!("/ws/publish/{}", cfg.stream), u64::MAX)
@@ -341,16 +511,12 @@ async fn publish(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let write_limit = Duration::from_secs(5);
     let mut seq = 0u64;
-    let mut started: Option<(Instant, Option<f64>, f64)> = None;
+    let mut started: Option<(Instant, CpuReading)> = None;
     let result = loop {
         tick.tick().await;
         if seq == warmup {
             window.from.store(seq, Ordering::Relaxed);
-            started = Some((
-                Instant::now(),
-                relay_cpu.and_then(CpuClock::seconds),
-                self_cpu.seconds().unwrap_or(0.0),
-            ));
+            started = Some((Instant::now(), clocks.read()));
         }
         if let Some((t, ..)) = started {
             if t.elapsed() >= cfg.duration {
@@ -371,7 +537,7 @@ async fn publish(
         }
         seq += 1;
     };
-    let Some((t, cpu, self_start)) = started else {
+    let Some((t, cpu)) = started else {
         reader.abort();
         result?;
         bail!("publisher stopped during warm-up");
@@ -385,7 +551,7 @@ async fn publish(
         tokio::time::sleep(Duration::from_secs(4)).await;
         let _ = wr.shutdown().await;
     });
-    Ok((seq - warmup, seconds, cpu, self_start))
+    Ok((seq - warmup, seconds, cpu))
 }
 
 /// One publisher message: a client WebSocket frame holding a VSWA frame, whose sequence
