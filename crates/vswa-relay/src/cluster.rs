@@ -331,6 +331,10 @@ fn describe_metrics() {
         "vswa_cluster_dropped_total",
         "Frames the cluster path dropped, by reason (backbone_full: NATS could not take them in time; nats_unavailable: not connected to NATS; slow_consumer: NATS dropped messages for this relay, counted per event; local_publisher: a stream published here too)"
     );
+    describe_counter!(
+        "vswa_cluster_announcements_dropped_total",
+        "Times NATS dropped other relays' announcements for this relay (a slow consumer on the control connection)"
+    );
     describe_gauge!(
         "vswa_cluster_connected",
         "1 while the relay is connected to NATS"
@@ -380,7 +384,7 @@ impl Cluster {
             &servers,
             url_auth.as_ref(),
             format!("vswa-relay {relay_id}"),
-            Some(state.clone()),
+            Conn::Frames,
         )
         .await?;
         let control = connect(
@@ -388,7 +392,7 @@ impl Cluster {
             &servers,
             url_auth.as_ref(),
             format!("vswa-relay {relay_id} control"),
-            None,
+            Conn::Control,
         )
         .await?;
         let shown: Vec<String> = config.servers.iter().map(|s| redact(s)).collect();
@@ -1293,14 +1297,13 @@ struct Remote {
     last: Instant,
 }
 
-/// One NATS connection with the relay's options; `events` (the frames connection's)
-/// hears connects, disconnects and slow-consumer drops.
+/// One NATS connection with the relay's options.
 async fn connect(
     config: &ClusterConfig,
     servers: &[async_nats::ServerAddr],
     url_auth: Option<&UrlAuth>,
     name: String,
-    events: Option<Arc<ConnState>>,
+    conn: Conn,
 ) -> Result<async_nats::Client, String> {
     let mut options = async_nats::ConnectOptions::new()
         .name(name)
@@ -1316,12 +1319,7 @@ async fn connect(
         .reconnect_delay_callback(|attempt| {
             Duration::from_millis((100u64 << attempt.min(5)).min(2000))
         });
-    if let Some(events) = events {
-        options = options.event_callback(move |event| {
-            let events = events.clone();
-            async move { on_event(&events, event) }
-        });
-    }
+    options = options.event_callback(move |event| async move { on_event(conn, event) });
     match url_auth {
         Some(UrlAuth::UserPassword(user, password)) => {
             options = options.user_and_password(user.clone(), password.clone());
@@ -1361,22 +1359,31 @@ async fn next_message(sub: &mut Option<async_nats::Subscriber>) -> Option<async_
     }
 }
 
-fn on_event(state: &ConnState, event: async_nats::Event) {
-    match event {
-        async_nats::Event::Connected => {
-            let _ = state;
-            tracing::info!("cluster: connected to NATS");
-        }
-        async_nats::Event::Disconnected => {
-            tracing::warn!(
-                "cluster: lost the NATS connection; local streams keep working, reconnecting"
-            );
-        }
-        async_nats::Event::SlowConsumer(_) => {
+/// Which of a relay's two NATS connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Conn {
+    /// Frames.
+    Frames,
+    /// Announcements and locks.
+    Control,
+}
+
+fn on_event(conn: Conn, event: async_nats::Event) {
+    match (event, conn) {
+        (async_nats::Event::SlowConsumer(_), Conn::Frames) => {
             metrics::counter!("vswa_cluster_dropped_total", "reason" => "slow_consumer")
                 .increment(1);
         }
-        other => tracing::info!("cluster: NATS {other}"),
+        (async_nats::Event::SlowConsumer(_), Conn::Control) => {
+            metrics::counter!("vswa_cluster_announcements_dropped_total").increment(1);
+        }
+        // One connection's story is enough for the log.
+        (_, Conn::Control) => {}
+        (async_nats::Event::Connected, _) => tracing::info!("cluster: connected to NATS"),
+        (async_nats::Event::Disconnected, _) => tracing::warn!(
+            "cluster: lost the NATS connection; local streams keep working, reconnecting"
+        ),
+        (other, _) => tracing::info!("cluster: NATS {other}"),
     }
 }
 

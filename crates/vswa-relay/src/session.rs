@@ -164,13 +164,16 @@ pub(crate) async fn publisher(
                         break;
                     }
                     Some(Ok(Message::Binary(bytes))) => {
-                        match handle.publish(bytes) {
+                        match handle.prepare(bytes) {
                             Ok(out) => {
+                                // To NATS first (a queue push), then the local viewers:
+                                // other relays' viewers do not wait for this relay's.
                                 if let Some(Err(msg)) = cluster.as_ref().map(|c| c.forward(&out)) {
                                     tracing::warn!(stream = %name, "{msg}");
                                     refuse_publisher(&mut socket, ErrorCode::FrameTooLarge, msg).await;
                                     break;
                                 }
+                                handle.commit(out);
                             }
                             Err(e) => {
                                 refuse_publisher(&mut socket, e.code(), e.to_string()).await;

@@ -517,6 +517,14 @@ impl PublisherHandle {
 
     /// Validates one received WebSocket message as a frame and hands it to every viewer.
     pub fn publish(&self, msg: Bytes) -> Result<Arc<OutFrame>, FrameRejected> {
+        let out = self.prepare(msg)?;
+        self.commit(out.clone());
+        Ok(out)
+    }
+
+    /// Validates one received WebSocket message as a frame, ready for [`Self::commit`]
+    /// (a relay in a cluster hands it to NATS first, before waking its viewers).
+    pub fn prepare(&self, msg: Bytes) -> Result<Arc<OutFrame>, FrameRejected> {
         let mut out = prepare(&msg, self.hub.inner.config.max_payload_len)?;
         // Capture time on the relay's clock, once the publisher has said its offset.
         let clock = *self.stream.clock.borrow();
@@ -525,9 +533,12 @@ impl PublisherHandle {
                 i128::from(out.frame.header().timestamp_us) + i128::from(c.publisher_offset_us);
             u64::try_from(at.max(0)).unwrap_or(u64::MAX)
         });
-        let out = Arc::new(out);
-        self.publish_prepared(out.clone());
-        Ok(out)
+        Ok(Arc::new(out))
+    }
+
+    /// Hands a frame from [`Self::prepare`] to every viewer.
+    pub fn commit(&self, out: Arc<OutFrame>) {
+        self.publish_prepared(out);
     }
 
     /// Hands an already validated frame to every viewer.
