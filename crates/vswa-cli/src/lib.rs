@@ -105,7 +105,28 @@ where
     F: Future<Output = Result<T, E>>,
     E: Display,
 {
-    let runtime = match tokio::runtime::Runtime::new() {
+    run_with_workers(program, None, work, exit_code, on_success)
+}
+
+/// [`run`] on a runtime of `workers` worker threads (`None`: tokio's default, one per
+/// core unless `TOKIO_WORKER_THREADS` says otherwise).
+pub fn run_with_workers<T, E, F>(
+    program: &str,
+    workers: Option<usize>,
+    work: F,
+    exit_code: impl FnOnce(&E) -> u8,
+    on_success: impl FnOnce(T) -> u8,
+) -> ExitCode
+where
+    F: Future<Output = Result<T, E>>,
+    E: Display,
+{
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = workers {
+        builder.worker_threads(n.max(1));
+    }
+    let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             say!("{program}: error: cannot start the async runtime: {e}");

@@ -12,6 +12,10 @@ use crate::demo::DemoConfig;
 use crate::hub::HubConfig;
 use crate::{mint_token, unix_now, RelayConfig, TlsFiles, TokenRole};
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 fn defaults() -> RelayConfig {
     RelayConfig::default()
 }
@@ -117,6 +121,20 @@ pub struct Args {
     /// Frames a viewer may fall behind before it skips to the newest.
     #[arg(long, default_value_t = defaults().hub.viewer_queue)]
     viewer_queue: usize,
+
+    /// Threads that share the writing of a frame to 64 or more viewers with the
+    /// publisher's task [default: the cores not given to --workers, at least 1 on a
+    /// machine with 2 or more cores; 0: the publisher's task writes to every viewer
+    /// itself].
+    #[arg(long, value_name = "N")]
+    fanout_threads: Option<usize>,
+
+    /// Worker threads of the async runtime (sessions, HTTP, TLS) [default: half the
+    /// cores, at least 1]. Plain-TCP WebSocket frames are written by the publisher's
+    /// task and the fan-out threads, so few workers suffice; raise it for a relay whose
+    /// viewers are mostly TLS or MJPEG, whose writes each run on a worker.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
 
     /// Seconds a client has for the TLS handshake and request headers.
     #[arg(long, default_value_t = defaults().handshake_timeout.as_secs_f64())]
@@ -355,6 +373,28 @@ impl Args {
         }))
     }
 
+    /// Worker threads for the async runtime: `--workers`, or half the cores (at
+    /// least 1). Measured on 2 cores (docs/BENCHMARKS.md, "Write-through fan-out"):
+    /// one worker plus one fan-out thread beat two workers plus one.
+    pub fn workers(&self) -> usize {
+        self.workers
+            .map_or_else(|| (cores() / 2).max(1), usize::from)
+    }
+
+    /// Fan-out threads: `--fanout-threads`, or the cores the workers leave (at least
+    /// 1 with 2 or more cores).
+    fn fanout_threads(&self) -> usize {
+        let auto = || {
+            let cores = cores();
+            if cores < 2 {
+                0
+            } else {
+                cores.saturating_sub(self.workers()).max(1)
+            }
+        };
+        self.fanout_threads.unwrap_or_else(auto).min(64)
+    }
+
     /// The relay configuration these arguments describe.
     pub fn config(&self) -> Result<RelayConfig, String> {
         let d = defaults();
@@ -368,6 +408,7 @@ impl Args {
                 viewer_queue: self.viewer_queue.max(1),
                 max_payload_len: self.max_frame_bytes,
                 max_gop_bytes: self.max_gop_bytes,
+                fanout_threads: self.fanout_threads(),
             },
             publish_token: self.publish_token.clone().filter(|t| !t.is_empty()),
             watch_token: self

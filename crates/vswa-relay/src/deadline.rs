@@ -30,6 +30,11 @@ impl<I> WriteDeadline<I> {
         }
     }
 
+    /// The IO inside (its pending write's deadline is dropped).
+    pub(crate) fn into_inner(self) -> I {
+        self.io
+    }
+
     /// Turns a pending write into an error once the deadline has passed.
     fn pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         let limit = self.limit;

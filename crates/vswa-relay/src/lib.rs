@@ -35,6 +35,7 @@ pub mod hub;
 mod limits;
 mod routes;
 mod session;
+mod shared_tcp;
 pub mod shutdown;
 
 use std::future::Future;
@@ -281,7 +282,7 @@ fn describe_metrics() {
     );
     metrics::describe_histogram!(
         "vswa_viewer_lag_seconds",
-        "Age of each frame when the relay wrote it to a viewer, by stream"
+        "Age of frames when the relay wrote them to viewers, by stream: one sample per write, where the viewers one write-through pass reaches at once share one sample"
     );
     describe_counter!(
         "vswa_rejected_total",

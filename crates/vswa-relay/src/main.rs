@@ -34,5 +34,5 @@ fn main() -> ExitCode {
             .await
             .map_err(|e| e.to_string())
     };
-    cli::run("vswa-relay", work, |_| 1, |()| 0)
+    cli::run_with_workers("vswa-relay", Some(args.workers()), work, |_| 1, |()| 0)
 }

@@ -280,10 +280,20 @@ async fn ws_watch(
     let tracker = state.sessions.clone();
     tracker.spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => {
-                let io = hyper_util::rt::TokioIo::new(upgraded);
-                session::viewer(io, state, name, info).await;
-            }
+            // A plain TCP connection gets write-through (the publishing task writes
+            // into the socket); any other (TLS) is written by its own task.
+            Ok(upgraded) => match upgraded.downcast::<hyper_util::rt::TokioIo<
+                crate::deadline::WriteDeadline<tokio::net::TcpStream>,
+            >>() {
+                Ok(parts) => {
+                    let tcp = parts.io.into_inner().into_inner();
+                    session::viewer_tcp(tcp, parts.read_buf, state, name, info).await;
+                }
+                Err(upgraded) => {
+                    let io = hyper_util::rt::TokioIo::new(upgraded);
+                    session::viewer(io, state, name, info).await;
+                }
+            },
             Err(e) => tracing::debug!("viewer upgrade failed: {e}"),
         }
     });

@@ -17,7 +17,7 @@ use vswa_protocol::{ControlMessage, ErrorCode, StreamName, PROTOCOL_VERSION};
 use vswa_protocol::websocket::{self as ws, Opcode};
 
 use crate::cluster::LockError;
-use crate::hub::{HubError, Item, ViewerKind};
+use crate::hub::{HubError, Item, Next, OutFrame, ViewerHandle, ViewerKind};
 use crate::{ConnInfo, RelayState};
 
 const SERVER: &str = concat!("vswa-relay/", env!("CARGO_PKG_VERSION"));
@@ -325,6 +325,7 @@ impl TimeBudget {
     }
 }
 
+/// A WebSocket viewer on any connection (TLS, say): its task writes every frame.
 pub(crate) async fn viewer<S>(
     io: S,
     state: Arc<RelayState>,
@@ -333,12 +334,55 @@ pub(crate) async fn viewer<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    let (rd, wr) = tokio::io::split(io);
+    viewer_session(rd, wr, None, state, name, info).await;
+}
+
+/// A WebSocket viewer on a plain TCP connection: the publishing task writes frames
+/// into its socket directly while it keeps up (write-through, `hub::direct`), and this
+/// task writes the rest, the control messages and the close. `read_buf` holds what
+/// the HTTP layer read past the upgrade request.
+pub(crate) async fn viewer_tcp(
+    tcp: tokio::net::TcpStream,
+    read_buf: bytes::Bytes,
+    state: Arc<RelayState>,
+    name: StreamName,
+    info: Option<ConnInfo>,
+) {
+    let tcp = Arc::new(tcp);
+    let rd = std::io::Cursor::new(read_buf).chain(crate::shared_tcp::SharedTcp(tcp.clone()));
+    let wr = crate::deadline::WriteDeadline::new(
+        crate::shared_tcp::SharedTcp(tcp.clone()),
+        state.config.stall_timeout,
+    );
+    viewer_session(rd, wr, Some(tcp), state, name, info).await;
+}
+
+async fn viewer_session<R, W>(
+    rd: R,
+    mut wr: W,
+    sink: Option<Arc<dyn crate::hub::DirectSink>>,
+    state: Arc<RelayState>,
+    name: StreamName,
+    info: Option<ConnInfo>,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send,
+{
     let _permit = info.as_ref().map(|i| i.permit.clone());
-    let (rd, mut wr) = tokio::io::split(io);
-    let mut handle = match state
-        .hub
-        .watch(&name, ViewerKind::Ws, info.as_ref().map(|i| i.peer))
-    {
+    let peer = info.as_ref().map(|i| i.peer);
+    let max_latency = state.config.max_latency;
+    let watched = match sink {
+        Some(sink) => state.hub.watch_direct(
+            &name,
+            ViewerKind::Ws,
+            peer,
+            sink,
+            crate::hub::DirectOptions { max_latency },
+        ),
+        None => state.hub.watch(&name, ViewerKind::Ws, peer),
+    };
+    let mut handle = match watched {
         Ok(h) => h,
         Err(e) => {
             let code = hub_error_code(&e);
@@ -392,7 +436,6 @@ pub(crate) async fn viewer<S>(
         (!live).then(|| tokio::time::Instant::now() + state.config.end_grace);
     let mut had_publisher = live;
     let frames_out = metrics::counter!("vswa_frames_out_total");
-    let max_latency = state.config.max_latency;
     // What the kernel may still hold unsent when a write returns (--send-lowat).
     let unsent = state.config.send_lowat as usize;
     let mut pace = Pace::default();
@@ -409,12 +452,18 @@ pub(crate) async fn viewer<S>(
             biased;
             event = inbound.recv() => match event {
                 Some(Inbound::Ping(payload)) => {
+                    if !take_socket(&mut wr, &mut handle, stall, &name, &lag_seconds).await {
+                        break None;
+                    }
                     if wr.write_all(&ws::encode(Opcode::Pong, &payload)).await.is_err() {
                         break None;
                     }
                 }
                 Some(Inbound::Time { t0, received_us }) => {
                     if time_budget.allow(Instant::now()) {
+                        if !take_socket(&mut wr, &mut handle, stall, &name, &lag_seconds).await {
+                            break None;
+                        }
                         let answer = time_answer(t0, received_us);
                         if wr.write_all(&ws::encode(Opcode::Text, answer.as_bytes())).await.is_err() {
                             break None;
@@ -425,8 +474,21 @@ pub(crate) async fn viewer<S>(
                 Some(Inbound::Violation(e)) => break Some((e.close_code(), e.to_string().into())),
                 None => break None,
             },
-            item = handle.next() => match item {
-                Item::Frame(out) => {
+            // Write-through, except while waiting for a publisher (the first frame
+            // ends the grace here) and, with the latency ceiling on, while this
+            // viewer's writes have had to wait (the ceiling needs their measure of the
+            // link).
+            next = handle.next_direct(
+                grace.is_none() && (max_latency.is_zero() || !pace.is_fresh(Instant::now()))
+            ) => match next {
+                Next::Rest(out, done) => {
+                    // A frame write-through started: finish it before anything else.
+                    match finish_rest(&mut wr, &handle, &out, done, stall, &name, &lag_seconds).await {
+                        Some(took) => pace.record(out.ws.len() - done, took, Instant::now()),
+                        None => break None,
+                    }
+                }
+                Next::Item(Item::Frame(out)) => {
                     grace = None;
                     had_publisher = true;
                     let age = out.age(Instant::now(), now_us());
@@ -460,7 +522,7 @@ pub(crate) async fn viewer<S>(
                         }
                     }
                 }
-                Item::End(reason) => {
+                Next::Item(Item::End(reason)) => {
                     let end = ControlMessage::End(vswa_protocol::control::End {
                         stream: name.to_string(),
                         reason,
@@ -483,6 +545,9 @@ pub(crate) async fn viewer<S>(
                 let current = *clock.borrow_and_update();
                 match (changed, current) {
                     (Ok(()), Some(c)) => {
+                        if !take_socket(&mut wr, &mut handle, stall, &name, &lag_seconds).await {
+                            break None;
+                        }
                         let msg = ControlMessage::Clock(c).to_json();
                         if wr.write_all(&ws::encode(Opcode::Text, msg.as_bytes())).await.is_err() {
                             break None;
@@ -504,13 +569,19 @@ pub(crate) async fn viewer<S>(
                     tracing::debug!(stream = %name, "viewer silent; closing");
                     break None;
                 }
+                if !take_socket(&mut wr, &mut handle, stall, &name, &lag_seconds).await {
+                    break None;
+                }
                 if wr.write_all(&ws::encode(Opcode::Ping, b"")).await.is_err() {
                     break None;
                 }
             }
         }
     };
-    if let Some((code, reason)) = close {
+    // Whatever ended the session, write-through stops here (and a frame it left half
+    // written is finished, so the close frame lands on a message boundary).
+    let whole = take_socket(&mut wr, &mut handle, stall, &name, &lag_seconds).await;
+    if let Some((code, reason)) = close.filter(|_| whole) {
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             let _ = wr.write_all(&ws::close(code, &reason)).await;
             let _ = wr.shutdown().await;
@@ -541,6 +612,12 @@ impl Pace {
     /// measured again.
     const MAX_AGE: Duration = Duration::from_secs(1);
 
+    /// Whether a recent measurement says this link is slow enough to count.
+    fn is_fresh(&self, now: Instant) -> bool {
+        self.measured
+            .is_some_and(|at| now.duration_since(at) <= Self::MAX_AGE && self.secs_per_byte > 0.0)
+    }
+
     fn record(&mut self, bytes: usize, took: Duration, now: Instant) {
         if bytes == 0 {
             return;
@@ -566,6 +643,58 @@ impl Pace {
                 Duration::from_secs_f64((self.secs_per_byte * bytes as f64).min(3600.0))
             }
             _ => Duration::ZERO,
+        }
+    }
+}
+
+/// Takes a direct viewer's socket back from write-through before the session writes
+/// something of its own, first finishing a frame write-through left half written.
+/// False when the socket failed or stalled meanwhile (the session ends).
+async fn take_socket<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    handle: &mut ViewerHandle,
+    stall: Duration,
+    name: &StreamName,
+    lag_seconds: &metrics::Histogram,
+) -> bool {
+    match handle.claim().await {
+        Some((out, done)) => finish_rest(wr, handle, &out, done, stall, name, lag_seconds)
+            .await
+            .is_some(),
+        None => true,
+    }
+}
+
+/// Writes the rest of a frame write-through left half written (`done` bytes are in the
+/// socket) and counts the frame. Returns how long the rest took, or None when the
+/// socket failed or stalled (then it was told `stalled` as documented, if it could be).
+async fn finish_rest<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    handle: &ViewerHandle,
+    out: &OutFrame,
+    done: usize,
+    stall: Duration,
+    name: &StreamName,
+    lag_seconds: &metrics::Histogram,
+) -> Option<Duration> {
+    let mut written = done;
+    let started = Instant::now();
+    match tokio::time::timeout(stall, write_counted(wr, &out.ws, &mut written)).await {
+        Ok(Ok(())) => {
+            let age = out.age(Instant::now(), now_us());
+            handle.stats().record_lag(age);
+            lag_seconds.record(age.as_secs_f64());
+            handle.stats().record_sent(out.ws.len());
+            metrics::counter!("vswa_frames_out_total").increment(1);
+            metrics::counter!("vswa_bytes_out_total").increment(out.ws.len() as u64);
+            Some(started.elapsed())
+        }
+        Ok(Err(e)) if e.kind() != std::io::ErrorKind::TimedOut => None,
+        Ok(Err(_)) | Err(_) => {
+            tracing::info!(stream = %name, "viewer stalled for {} s; disconnecting", stall.as_secs_f64());
+            metrics::counter!("vswa_rejected_total", "reason" => "stalled").increment(1);
+            close_stalled(wr, &out.ws[written..], stall).await;
+            None
         }
     }
 }

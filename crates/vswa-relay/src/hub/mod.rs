@@ -19,13 +19,15 @@ use vswa_protocol::{Codec, DecodeError, Flags, Frame, FrameHeader, StreamName, H
 
 use vswa_protocol::websocket as ws;
 
+mod direct;
 mod stream;
 mod viewer;
 mod views;
 
+pub use direct::{DirectOptions, DirectSink};
 use stream::PublisherInfo;
 pub use stream::Stream;
-pub use viewer::{ViewerHandle, ViewerKind, ViewerStats};
+pub use viewer::{Next, ViewerHandle, ViewerKind, ViewerStats};
 pub use views::{ClusterView, LagBuckets, PublisherView, StreamInfo, ViewerView};
 
 /// Limits the hub enforces.
@@ -49,6 +51,14 @@ pub struct HubConfig {
     /// larger than this is cut from the front; new viewers then wait for the next
     /// keyframe.
     pub max_gop_bytes: usize,
+    /// Threads besides the publishing task that write shares of a large fan-out (64
+    /// viewers or more) into the viewers' sockets; 0: the publishing task writes all.
+    pub fanout_threads: usize,
+}
+
+/// One fewer than the cores (the publishing task is the other writer).
+pub fn default_fanout_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) - 1
 }
 
 impl Default for HubConfig {
@@ -61,6 +71,7 @@ impl Default for HubConfig {
             viewer_queue: 4,
             max_payload_len: 8 * 1024 * 1024,
             max_gop_bytes: 16 * 1024 * 1024,
+            fanout_threads: default_fanout_threads(),
         }
     }
 }
@@ -179,6 +190,8 @@ struct HubInner {
     next_id: AtomicU64,
     shutting_down: AtomicBool,
     observer: std::sync::OnceLock<Arc<dyn HubObserver>>,
+    /// Started at the first fan-out large enough to share.
+    pool: std::sync::OnceLock<direct::FanoutPool>,
 }
 
 impl std::fmt::Debug for HubInner {
@@ -209,6 +222,7 @@ impl Hub {
                 next_id: AtomicU64::new(1),
                 shutting_down: AtomicBool::new(false),
                 observer: std::sync::OnceLock::new(),
+                pool: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -456,7 +470,38 @@ impl Hub {
             need_key: true,
             newest,
             queue: config.viewer_queue.max(1),
+            direct: None,
+            parked: false,
         })
+    }
+
+    /// Adds a viewer like [`Hub::watch`] whose socket the publishing task writes
+    /// frames to directly while the viewer is caught up (write-through); the viewer's
+    /// task takes over whatever the socket cannot take at once. The task must read
+    /// with [`ViewerHandle::next_direct`] and call [`ViewerHandle::claim`] before any
+    /// write of its own.
+    pub fn watch_direct(
+        &self,
+        name: &StreamName,
+        kind: ViewerKind,
+        addr: Option<SocketAddr>,
+        sink: Arc<dyn DirectSink>,
+        options: DirectOptions,
+    ) -> Result<ViewerHandle, HubError> {
+        let mut handle = self.watch(name, kind, addr)?;
+        let direct = Arc::new(direct::Direct {
+            sink,
+            state: std::sync::atomic::AtomicU8::new(direct::OWNED),
+            next: AtomicU64::new(handle.next),
+            need_key: AtomicBool::new(handle.need_key),
+            partial: Mutex::new(None),
+            wake: tokio::sync::Notify::new(),
+            stats: handle.stats.clone(),
+            options,
+        });
+        handle.stream.direct.add(direct.clone());
+        handle.direct = Some(direct);
+        Ok(handle)
     }
 
     /// Ends every stream (viewers get `end` with reason `shutdown`) and refuses new ones.
@@ -464,17 +509,25 @@ impl Hub {
         self.inner.shutting_down.store(true, Ordering::Relaxed);
         let streams: Vec<Arc<Stream>> = lock(&self.inner.streams).values().cloned().collect();
         for stream in streams {
-            stream.push(
-                Item::End(EndReason::Shutdown),
-                self.ring_len(),
-                self.gop_bytes(),
-            );
+            self.push(&stream, Item::End(EndReason::Shutdown));
         }
     }
 
     /// Whether [`Hub::shutdown`] was called.
     pub fn is_shutting_down(&self) -> bool {
         self.inner.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// Appends `item` to `stream`'s ring and fans it out.
+    fn push(&self, stream: &Stream, item: Item) -> u64 {
+        stream.push(item, self)
+    }
+
+    /// The fan-out threads, started at first use.
+    fn pool(&self) -> &direct::FanoutPool {
+        self.inner
+            .pool
+            .get_or_init(|| direct::FanoutPool::new(self.inner.config.fanout_threads))
     }
 
     fn ring_len(&self) -> usize {
@@ -560,15 +613,11 @@ impl PublisherHandle {
         let end = out.frame.header().flags.contains(Flags::END_OF_STREAM);
         metrics::counter!("vswa_frames_in_total").increment(1);
         metrics::counter!("vswa_bytes_in_total").increment(len as u64);
-        self.stream
-            .push(Item::Frame(out), self.hub.ring_len(), self.hub.gop_bytes());
+        self.hub.push(&self.stream, Item::Frame(out));
         self.ended.store(end, Ordering::Relaxed);
         if end {
-            self.stream.push(
-                Item::End(EndReason::PublisherLeft),
-                self.hub.ring_len(),
-                self.hub.gop_bytes(),
-            );
+            self.hub
+                .push(&self.stream, Item::End(EndReason::PublisherLeft));
         }
     }
 }
@@ -586,11 +635,8 @@ impl Drop for PublisherHandle {
             }
         }
         if !self.hub.is_shutting_down() && !self.ended.load(Ordering::Relaxed) {
-            self.stream.push(
-                Item::End(EndReason::PublisherLeft),
-                self.hub.ring_len(),
-                self.hub.gop_bytes(),
-            );
+            self.hub
+                .push(&self.stream, Item::End(EndReason::PublisherLeft));
         }
         metrics::gauge!("vswa_publishers").decrement(1.0);
         tracing::info!(stream = %self.stream.name, "publisher left");
@@ -876,6 +922,252 @@ mod tests {
             hub.watch(&name("a"), ViewerKind::Ws, None),
             Err(HubError::TooManyViewers(_))
         ));
+    }
+
+    /// A socket for write-through tests: takes up to `room` bytes (then `WouldBlock`),
+    /// keeps what it took, and logs the order viewers were written in.
+    struct Sink {
+        id: usize,
+        room: AtomicUsize,
+        got: Mutex<Vec<u8>>,
+        order: Option<Arc<Mutex<Vec<usize>>>>,
+    }
+
+    impl Sink {
+        fn new(room: usize) -> Arc<Sink> {
+            Arc::new(Sink {
+                id: 0,
+                room: AtomicUsize::new(room),
+                got: Mutex::new(Vec::new()),
+                order: None,
+            })
+        }
+
+        fn got(&self) -> Vec<u8> {
+            lock(&self.got).clone()
+        }
+    }
+
+    impl DirectSink for Sink {
+        fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+            let room = self.room.load(Ordering::SeqCst);
+            if room == 0 {
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(room);
+            self.room.fetch_sub(n, Ordering::SeqCst);
+            lock(&self.got).extend_from_slice(&buf[..n]);
+            if let Some(order) = &self.order {
+                lock(order).push(self.id);
+            }
+            Ok(n)
+        }
+    }
+
+    fn direct_hub(fanout_threads: usize) -> Hub {
+        Hub::new(HubConfig {
+            fanout_threads,
+            ..HubConfig::default()
+        })
+    }
+
+    fn watch_direct(hub: &Hub, sink: &Arc<Sink>) -> ViewerHandle {
+        hub.watch_direct(
+            &name("s"),
+            ViewerKind::Ws,
+            None,
+            sink.clone(),
+            DirectOptions::default(),
+        )
+        .unwrap()
+    }
+
+    /// Lets the viewer's task park (nothing for it to do), as it does between frames.
+    async fn park(viewer: &mut ViewerHandle) {
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            viewer.next_direct(true),
+        )
+        .await;
+        assert!(waited.is_err(), "the task had work: {waited:?}");
+    }
+
+    fn take(next: Next) -> Arc<OutFrame> {
+        match next {
+            Next::Item(Item::Frame(f)) => f,
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_caught_up_viewer_gets_each_frame_written_through_not_from_its_task() {
+        let hub = direct_hub(0);
+        let publisher = hub.publish(&name("s"), None).unwrap();
+        let sink = Sink::new(usize::MAX);
+        let mut viewer = watch_direct(&hub, &sink);
+        park(&mut viewer).await;
+        let mut expected = Vec::new();
+        for i in 0..5 {
+            expected.extend_from_slice(&publisher.publish(jpeg_frame(i)).unwrap().ws);
+        }
+        assert_eq!(sink.got(), expected, "every frame, whole and in order");
+        assert_eq!(viewer.stats().sent.load(Ordering::Relaxed), 5);
+        park(&mut viewer).await; // and nothing left over for the task
+        assert_eq!(hub.streams()[0].viewer_details[0].frames_sent, 5);
+    }
+
+    #[tokio::test]
+    async fn a_full_socket_hands_the_frame_to_the_task_which_skips_to_the_newest() {
+        let hub = Hub::new(HubConfig {
+            viewer_queue: 2,
+            fanout_threads: 0,
+            ..HubConfig::default()
+        });
+        let publisher = hub.publish(&name("s"), None).unwrap();
+        let sink = Sink::new(0);
+        let mut viewer = watch_direct(&hub, &sink);
+        park(&mut viewer).await;
+        for i in 0..10 {
+            publisher.publish(jpeg_frame(i)).unwrap();
+        }
+        assert!(sink.got().is_empty());
+        // Its task got them, latest-wins: the newest, the rest counted as dropped.
+        let next = viewer.next_direct(true).await;
+        assert_eq!(take(next).frame.header().sequence, 9);
+        assert_eq!(viewer.stats().dropped(), 9);
+        // Once its socket drains and it parks again, write-through resumes.
+        sink.room.store(usize::MAX, Ordering::SeqCst);
+        park(&mut viewer).await;
+        let out = publisher.publish(jpeg_frame(10)).unwrap();
+        assert_eq!(sink.got(), out.ws);
+    }
+
+    #[tokio::test]
+    async fn the_rest_of_a_partial_write_comes_first_and_the_byte_stream_stays_whole() {
+        let hub = direct_hub(0);
+        let publisher = hub.publish(&name("s"), None).unwrap();
+        let sink = Sink::new(10);
+        let mut viewer = watch_direct(&hub, &sink);
+        park(&mut viewer).await;
+        let first = publisher.publish(jpeg_frame(0)).unwrap();
+        let second = publisher.publish(jpeg_frame(1)).unwrap();
+        assert_eq!(sink.got(), first.ws[..10], "the socket took 10 bytes");
+        // The task writes the rest of the first frame, then the second.
+        match viewer.next_direct(true).await {
+            Next::Rest(frame, done) => {
+                assert_eq!((frame.frame.header().sequence, done), (0, 10));
+                lock(&sink.got).extend_from_slice(&frame.ws[done..]);
+            }
+            other => panic!("expected the rest of frame 0, got {other:?}"),
+        }
+        let next = take(viewer.next_direct(true).await);
+        assert_eq!(next.frame.header().sequence, 1);
+        lock(&sink.got).extend_from_slice(&next.ws);
+        sink.room.store(usize::MAX, Ordering::SeqCst);
+        park(&mut viewer).await;
+        let third = publisher.publish(jpeg_frame(2)).unwrap();
+        let expected: Vec<u8> = [&first.ws[..], &second.ws[..], &third.ws[..]].concat();
+        assert_eq!(sink.got(), expected);
+        assert_eq!(viewer.stats().dropped(), 0);
+    }
+
+    #[tokio::test]
+    async fn write_through_starts_at_a_different_viewer_each_frame() {
+        let hub = direct_hub(0);
+        let publisher = hub.publish(&name("s"), None).unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut viewers = Vec::new();
+        for id in 0..3 {
+            let sink = Arc::new(Sink {
+                id,
+                room: AtomicUsize::new(usize::MAX),
+                got: Mutex::new(Vec::new()),
+                order: Some(order.clone()),
+            });
+            viewers.push(watch_direct(&hub, &sink));
+        }
+        for viewer in &mut viewers {
+            park(viewer).await;
+        }
+        for i in 0..3 {
+            publisher.publish(jpeg_frame(i)).unwrap();
+        }
+        let order = lock(&order).clone();
+        assert_eq!(order.len(), 9);
+        let firsts: std::collections::HashSet<usize> =
+            order.chunks(3).map(|frame| frame[0]).collect();
+        assert_eq!(firsts.len(), 3, "each viewer was first once: {order:?}");
+    }
+
+    #[tokio::test]
+    async fn a_large_fan_out_is_shared_with_the_fan_out_thread_and_loses_nothing() {
+        let hub = direct_hub(1);
+        let publisher = hub.publish(&name("s"), None).unwrap();
+        let sinks: Vec<Arc<Sink>> = (0..200).map(|_| Sink::new(usize::MAX)).collect();
+        let mut viewers: Vec<ViewerHandle> = sinks.iter().map(|s| watch_direct(&hub, s)).collect();
+        for viewer in &mut viewers {
+            park(viewer).await;
+        }
+        // Paced like a camera: each frame is out before the next (a fan-out thread
+        // that falls --viewer-queue frames behind hands its viewers to their tasks).
+        let mut expected = Vec::new();
+        for i in 0..20 {
+            expected.extend_from_slice(&publisher.publish(jpeg_frame(i)).unwrap().ws);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while sinks.iter().any(|s| s.got().len() < expected.len()) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the fan-out thread fell silent"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        for (i, sink) in sinks.iter().enumerate() {
+            assert_eq!(sink.got(), expected, "viewer {i}");
+        }
+    }
+
+    #[tokio::test]
+    async fn end_wakes_a_parked_direct_viewer() {
+        let hub = direct_hub(0);
+        let publisher = hub.publish(&name("s"), None).unwrap();
+        let sink = Sink::new(usize::MAX);
+        let mut viewer = watch_direct(&hub, &sink);
+        park(&mut viewer).await;
+        drop(publisher);
+        assert!(matches!(
+            viewer.next_direct(true).await,
+            Next::Item(Item::End(EndReason::PublisherLeft))
+        ));
+    }
+
+    #[tokio::test]
+    async fn claiming_the_socket_hands_back_a_half_written_frame_to_finish_first() {
+        let hub = direct_hub(0);
+        let publisher = hub.publish(&name("s"), None).unwrap();
+        let sink = Sink::new(10);
+        let mut viewer = watch_direct(&hub, &sink);
+        park(&mut viewer).await;
+        let first = publisher.publish(jpeg_frame(0)).unwrap();
+        // The task wants to write a pong: it must finish frame 0 before that.
+        let (frame, done) = viewer.claim().await.expect("the half-written frame");
+        assert_eq!((frame.frame.header().sequence, done), (0, 10));
+        assert!(Arc::ptr_eq(&frame, &first));
+        assert!(viewer.claim().await.is_none(), "handed back once");
+    }
+
+    #[tokio::test]
+    async fn a_task_that_claimed_its_socket_is_never_written_through() {
+        let hub = direct_hub(0);
+        let publisher = hub.publish(&name("s"), None).unwrap();
+        let sink = Sink::new(usize::MAX);
+        let mut viewer = watch_direct(&hub, &sink);
+        park(&mut viewer).await;
+        assert!(viewer.claim().await.is_none()); // about to write a ping, say
+        publisher.publish(jpeg_frame(0)).unwrap();
+        assert!(sink.got().is_empty());
+        let next = take(viewer.next_direct(true).await);
+        assert_eq!(next.frame.header().sequence, 0);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use vswa_protocol::control::Clock;
 use vswa_protocol::StreamName;
 
+use super::direct::{DirectSet, FanoutPool, Job, SPLIT_MIN};
 use super::viewer::ViewerStats;
 use super::views::{PublisherView, StreamInfo, ViewerView};
 use super::{lock, unix_ms, Item, OutFrame};
@@ -104,6 +105,10 @@ pub struct Stream {
     pub(super) frames_in: AtomicU64,
     pub(super) bytes_in: AtomicU64,
     pub(super) created: SystemTime,
+    /// Viewers the publishing task writes to directly (write-through).
+    pub(super) direct: DirectSet,
+    /// `vswa_viewer_lag_seconds` for this stream, for write-through.
+    lag_seconds: std::sync::OnceLock<metrics::Histogram>,
 }
 
 pub(super) const RATE_WINDOW: Duration = Duration::from_secs(2);
@@ -132,6 +137,8 @@ impl Stream {
             frames_in: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             created: SystemTime::now(),
+            direct: DirectSet::default(),
+            lag_seconds: std::sync::OnceLock::new(),
         }
     }
 
@@ -242,7 +249,12 @@ impl Stream {
     /// Appends `item`. The ring keeps the newest `keep` items, and beyond that every
     /// item from the latest keyframe on while they hold at most `gop_bytes` (so a new
     /// viewer of a codec with delta frames can start at a keyframe).
-    pub(super) fn push(&self, item: Item, keep: usize, gop_bytes: usize) -> u64 {
+    pub(super) fn push(&self, item: Item, hub: &super::Hub) -> u64 {
+        let (keep, gop_bytes) = (hub.ring_len(), hub.gop_bytes());
+        let frame = match &item {
+            Item::Frame(f) => Some(f.clone()),
+            Item::End(_) => None,
+        };
         let idx = {
             let mut ring = lock(&self.ring);
             let idx = ring.next_idx;
@@ -275,7 +287,78 @@ impl Stream {
             idx
         };
         self.newest.send_replace(idx);
+        self.fan_out(idx, frame, hub);
         idx
+    }
+
+    /// Write-through: frame `idx` goes straight into the socket of every parked
+    /// direct viewer that takes it whole at once, starting at a different viewer each
+    /// time; every other direct viewer's task is woken to write it (or whatever it is
+    /// behind on) at its own pace. An `end` (`frame` None) wakes them all.
+    fn fan_out(&self, idx: u64, frame: Option<Arc<OutFrame>>, hub: &super::Hub) {
+        let list = self.direct.snapshot();
+        if list.is_empty() {
+            return;
+        }
+        let Some(out) = frame else {
+            for direct in list.iter() {
+                direct.wake.notify_one();
+            }
+            return;
+        };
+        let age = out.age(
+            tokio::time::Instant::now(),
+            vswa_protocol::timestamp_us(SystemTime::now()),
+        );
+        let lag_seconds = self
+            .lag_seconds
+            .get_or_init(|| {
+                metrics::histogram!("vswa_viewer_lag_seconds", "stream" => self.name.to_string())
+            })
+            .clone();
+        let n = list.len();
+        let rotate = self.direct.start(n);
+        self.direct
+            .newest
+            .store(idx, std::sync::atomic::Ordering::Release);
+        let queue = hub.config().viewer_queue.max(1) as u64;
+        let job = |from: usize, to: usize| Job {
+            list: list.clone(),
+            from,
+            to,
+            rotate,
+            idx,
+            out: out.clone(),
+            age,
+            lag_seconds: lag_seconds.clone(),
+            newest: self.direct.newest.clone(),
+            queue,
+        };
+        // A large fan-out is cut into fixed shares (the same viewers in each while
+        // nobody joins or leaves, so each viewer has one writer and frames stay in
+        // order): the fan-out threads take shares 1.., this task writes share 0.
+        // Inside each share the start rotates, so no viewer is always last.
+        let pool: Option<&FanoutPool> = if n >= SPLIT_MIN {
+            Some(hub.pool())
+        } else {
+            None
+        };
+        let shares = pool.map_or(1, |p| p.threads() + 1);
+        let share = n.div_ceil(shares);
+        if let Some(pool) = pool {
+            let mut from = share;
+            let mut k = 1;
+            while from < n {
+                let to = (from + share).min(n);
+                if let Err(job) = pool.submit(k, job(from, to)) {
+                    // Its fan-out thread is far behind: write the share here.
+                    job.run();
+                }
+                from = to;
+                k += 1;
+            }
+        }
+        job(0, share.min(n)).run();
     }
 
     pub(super) fn viewer_total(&self) -> usize {

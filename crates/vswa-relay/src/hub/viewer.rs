@@ -9,8 +9,9 @@ use std::time::SystemTime;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use super::direct::{Direct, OWNED, PARKED};
 use super::stream::is_key;
-use super::{lock, Hub, Item, Stream};
+use super::{lock, Hub, Item, OutFrame, Stream};
 
 /// What kind of viewer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -95,6 +96,20 @@ pub struct ViewerHandle {
     pub(super) need_key: bool,
     pub(super) newest: watch::Receiver<u64>,
     pub(super) queue: usize,
+    /// The write-through side of a viewer added with [`Hub::watch_direct`].
+    pub(super) direct: Option<Arc<Direct>>,
+    /// The task gave the socket to write-through and has not taken it back yet.
+    pub(super) parked: bool,
+}
+
+/// What a direct viewer's task writes next ([`ViewerHandle::next_direct`]).
+#[derive(Debug)]
+pub enum Next {
+    /// An item from the ring.
+    Item(Item),
+    /// The rest of a frame write-through wrote only part of: the frame, and how many
+    /// of its bytes are already in the socket. Nothing else may be written first.
+    Rest(Arc<OutFrame>, usize),
 }
 
 impl ViewerHandle {
@@ -122,6 +137,63 @@ impl ViewerHandle {
                 // The sender lives in the stream we hold; this cannot happen.
                 std::future::pending::<()>().await;
             }
+        }
+    }
+
+    /// Takes the socket back from write-through; a direct viewer's task calls it before
+    /// it writes anything of its own (a ping, a pong, a close). Waits only while the
+    /// publisher is inside one non-blocking write to this viewer. Returns the frame
+    /// write-through left half written, with the bytes already in the socket: the task
+    /// must write its rest before anything else.
+    #[must_use = "the rest of a half-written frame must be written first"]
+    pub async fn claim(&mut self) -> Option<(Arc<OutFrame>, usize)> {
+        let direct = self.direct.as_ref()?;
+        if !self.parked {
+            return None;
+        }
+        loop {
+            match direct
+                .state
+                .compare_exchange(PARKED, OWNED, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) | Err(OWNED) => break,
+                // PUBLISHING: the publisher is in a `try_write`; it never waits.
+                Err(_) => tokio::task::yield_now().await,
+            }
+        }
+        self.parked = false;
+        // Write-through may have taken frames meanwhile.
+        self.next = direct.next.load(Ordering::Acquire);
+        self.need_key = direct.need_key.load(Ordering::Relaxed);
+        lock(&direct.partial).take()
+    }
+
+    /// The next thing a direct viewer's task writes: the rest of a frame write-through
+    /// wrote only part of, or the next ring item (skipping like [`Self::next`]). While
+    /// there is none, the task parks: with `write_through` the publisher then writes
+    /// new frames to the socket itself and wakes the task only for what the socket
+    /// cannot take at once; without it (the latency ceiling needs the task's measure of
+    /// the link, say) the publisher only wakes the task. A viewer added with
+    /// [`Hub::watch`] just gets [`Self::next`].
+    pub async fn next_direct(&mut self, write_through: bool) -> Next {
+        let Some(direct) = self.direct.clone() else {
+            return Next::Item(self.next().await);
+        };
+        loop {
+            if let Some((frame, written)) = self.claim().await {
+                return Next::Rest(frame, written);
+            }
+            if let Some(item) = self.try_next() {
+                return Next::Item(item);
+            }
+            // Caught up: park. A wake-up between here and the wait is kept by the
+            // `Notify` (a stored permit), so nothing pushed meanwhile is missed.
+            direct.next.store(self.next, Ordering::Relaxed);
+            direct.need_key.store(self.need_key, Ordering::Relaxed);
+            self.parked = true;
+            let state = if write_through { PARKED } else { OWNED };
+            direct.state.store(state, Ordering::Release);
+            direct.wake.notified().await;
         }
     }
 
@@ -202,6 +274,19 @@ impl ViewerHandle {
 
 impl Drop for ViewerHandle {
     fn drop(&mut self) {
+        if let Some(direct) = &self.direct {
+            self.stream.direct.remove(direct);
+            // A fan-out thread may still hold this viewer in a share: make sure it
+            // never writes to a socket whose session is gone (waiting out one
+            // `try_write` at most).
+            while direct
+                .state
+                .compare_exchange(PARKED, OWNED, Ordering::AcqRel, Ordering::Acquire)
+                == Err(super::direct::PUBLISHING)
+            {
+                std::thread::yield_now();
+            }
+        }
         let count = {
             let mut viewers = lock(&self.stream.viewers);
             viewers.remove(&self.stats.id);
