@@ -8,7 +8,9 @@
 #   bench/compare.sh            full run (25 000 and 100 000-byte frames, up to 2000 viewers)
 #   QUICK=1 bench/compare.sh    smoke run (small counts, short runs)
 #
-# Env: OUT (results dir), COUNTS (viewer list), DURATION (s per point), FPS, SIZES.
+# Env: OUT (results dir), COUNTS (viewer list), DURATION (s per point), FPS, SIZES,
+# RELAYS (which to run: vswa-relay node-ws python-websockets floor, and the variants
+# vswa-relay-nofanout, vswa-relay-2workers, vswa-relay-before with BEFORE_BIN).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -64,6 +66,13 @@ RELAY_PID=
 start_relay() { # name port
     case $1 in
     vswa-relay) RUST_LOG=warn "$RELAY" --listen "127.0.0.1:$2" >"$OUT/$1.log" 2>&1 & ;;
+    # Variants, for choosing the defaults by measurement: no fan-out thread (the
+    # publisher's task writes to every viewer), two runtime workers instead of the
+    # default (half the cores), and an older build given as BEFORE_BIN (say, the
+    # commit before a change).
+    vswa-relay-nofanout) RUST_LOG=warn "$RELAY" --listen "127.0.0.1:$2" --fanout-threads 0 >"$OUT/$1.log" 2>&1 & ;;
+    vswa-relay-2workers) RUST_LOG=warn "$RELAY" --listen "127.0.0.1:$2" --workers 2 >"$OUT/$1.log" 2>&1 & ;;
+    vswa-relay-before) RUST_LOG=warn "${BEFORE_BIN:?set BEFORE_BIN to an older vswa-relay}" --listen "127.0.0.1:$2" >"$OUT/$1.log" 2>&1 & ;;
     node-ws) node bench/peers/node-ws/relay.js "$2" >"$OUT/$1.log" 2>&1 & ;;
     python-websockets) python3 bench/peers/python-websockets/relay.py "$2" >"$OUT/$1.log" 2>&1 & ;;
     floor) "$BENCH" floor --listen "127.0.0.1:$2" >"$OUT/$1.log" 2>&1 & ;;
