@@ -24,24 +24,29 @@ pub enum ViewerKind {
 }
 
 /// Counters of one viewer.
+///
+/// The counters every written frame updates come first and share one cache line
+/// (`repr(C)` keeps the order, `align(64)` starts it on a line): the write-through
+/// loop touches them for every viewer and frame.
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub struct ViewerStats {
-    pub(super) id: u64,
-    pub(super) kind: ViewerKind,
-    pub(super) addr: Option<SocketAddr>,
-    pub(super) since: SystemTime,
     pub(super) sent: AtomicU64,
-    pub(super) dropped: AtomicU64,
     pub(super) bytes: AtomicU64,
     /// Ring index the viewer reads next, so stats can show the frames a viewer that is
     /// stuck in a write will skip, before it gets to skip them.
     pub(super) position: AtomicU64,
-    pub(super) queue: u64,
-    /// Frames dropped for being older than the latency ceiling (also in `dropped`).
-    pub(super) late: AtomicU64,
     /// Frames written, by their age when written: < 50 ms, < 100, < 250, < 500,
     /// < 1000, more ([`LAG_BUCKETS_MS`]).
     pub(super) lag: [AtomicU64; 6],
+    pub(super) dropped: AtomicU64,
+    /// Frames dropped for being older than the latency ceiling (also in `dropped`).
+    pub(super) late: AtomicU64,
+    pub(super) id: u64,
+    pub(super) queue: u64,
+    pub(super) kind: ViewerKind,
+    pub(super) addr: Option<SocketAddr>,
+    pub(super) since: SystemTime,
 }
 
 /// Upper bounds (ms) of the per-viewer lag buckets; the last bucket is "more".
