@@ -115,11 +115,18 @@ impl Direct {
             header.codec == vswa_protocol::Codec::Jpeg
                 || header.flags.contains(vswa_protocol::Flags::KEYFRAME)
         };
-        if late
-            || self.next.load(Ordering::Relaxed) != idx
-            || (!key && self.need_key.load(Ordering::Relaxed))
-        {
+        if late || self.next.load(Ordering::Relaxed) != idx {
             self.hand_over();
+            return false;
+        }
+        if !key && self.need_key.load(Ordering::Relaxed) {
+            // Waiting for a keyframe: the task would only drop this delta frame and
+            // park again, so drop it here and leave the task asleep.
+            self.next.store(idx + 1, Ordering::Relaxed);
+            self.stats.position.store(idx + 1, Ordering::Relaxed);
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("vswa_frames_dropped_total").increment(1);
+            self.state.store(PARKED, Ordering::Release);
             return false;
         }
         self.need_key.store(false, Ordering::Relaxed);

@@ -1043,6 +1043,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_viewer_waiting_for_a_keyframe_sleeps_through_delta_frames() {
+        let hub = Hub::new(HubConfig {
+            viewer_queue: 2,
+            fanout_threads: 0,
+            ..HubConfig::default()
+        });
+        let publisher = hub.publish(&name("s"), None).unwrap();
+        publisher.publish(h264_frame(0, 10)).unwrap();
+        let sink = Sink::new(0);
+        let mut viewer = watch_direct(&hub, &sink);
+        assert_eq!(
+            take(viewer.next_direct(true).await).frame.header().sequence,
+            0
+        );
+        // It falls behind inside the GOP (its socket is full): its task drops what is
+        // there and parks, waiting for a keyframe.
+        for i in 1..6 {
+            publisher.publish(h264_frame(i, 10)).unwrap();
+        }
+        park(&mut viewer).await;
+        assert_eq!(viewer.stats().dropped(), 5);
+        // The socket drains. The publisher drops the delta frames itself, without
+        // waking the task or writing anything.
+        sink.room.store(usize::MAX, Ordering::SeqCst);
+        let direct = viewer.direct.clone().unwrap();
+        for i in 6..10 {
+            publisher.publish(h264_frame(i, 10)).unwrap();
+            let state = direct.state.load(Ordering::Acquire);
+            assert_eq!(state, direct::PARKED, "frame {i} woke the task");
+        }
+        assert!(sink.got().is_empty());
+        assert_eq!(viewer.stats().dropped(), 9);
+        // The keyframe is written through, and what follows it.
+        let key = publisher.publish(h264_frame(10, 10)).unwrap();
+        let next = publisher.publish(h264_frame(11, 10)).unwrap();
+        assert_eq!(sink.got(), [&key.ws[..], &next.ws[..]].concat());
+        park(&mut viewer).await;
+        assert_eq!(viewer.stats().dropped(), 9);
+        // (Frame 0 went to the task, which counts what it writes itself.)
+        assert_eq!(viewer.stats().sent.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
     async fn the_rest_of_a_partial_write_comes_first_and_the_byte_stream_stays_whole() {
         let hub = direct_hub(0);
         let publisher = hub.publish(&name("s"), None).unwrap();
